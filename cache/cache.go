@@ -1,0 +1,251 @@
+// Package cache keeps blob bytes in a verifying on-disk chunk cache.
+//
+// A sha256 covers a whole blob, so a chunk can only be checked on its own
+// once a trusted chunk table exists: the per-chunk sums recorded while the
+// whole blob was hashed in order and found equal to its digest. Strict
+// mode serves nothing else; lazy mode serves unverified chunks of large
+// blobs while a background job finishes verification, and quarantines
+// blobs that fail. See Options for the knobs.
+//
+// Lock order: no lock in this package is held while another is taken.
+// Each of Cache.mu (blob states), Cache.life (closing), store.mu (chunk
+// index and files), tables.mu and flight.mu is taken alone; file I/O
+// that renames or removes chunk files happens under store.mu only.
+package cache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// Source is where missing bytes come from (fetch.Client satisfies it).
+type Source interface {
+	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
+}
+
+// Options configures a Cache. Zero values take the documented defaults.
+type Options struct {
+	Dir            string        // created 0700 (MkdirAll then Chmod); files 0600
+	MaxSize        int64         // hard byte budget for chunk data on disk (tables and documents are not counted); 0 => 10 GiB
+	ChunkSize      int64         // 0 => 1 MiB; must be >= 64 KiB and <= 64 MiB
+	Mode           Mode          // Strict (default) or Lazy
+	Parallel       int           // concurrent range fetches per blob verification; 0 => 8
+	LazyVerifyMax  int64         // lazy: blobs at most this size are verified whole before serving (like strict); 0 => 16 MiB
+	QuarantineTime time.Duration // lazy: how long a blob that failed verification answers EIO; 0 => 30s
+	OnQuarantine   func(d digest.Digest)
+	Logger         *slog.Logger
+	Repository     string // for log lines only
+}
+
+const (
+	defaultMaxSize    = 10 << 30
+	defaultChunkSize  = 1 << 20
+	minChunkSize      = 64 << 10
+	maxChunkSize      = 64 << 20
+	defaultParallel   = 8
+	defaultLazyVerify = 16 << 20
+	defaultQuarantine = 30 * time.Second
+	// failMemory is how long a failed strict verification is remembered,
+	// so the kernel re-issuing readahead does not multiply fetches.
+	failMemory = time.Second
+	// maxBackground bounds lazy background verifications across the cache.
+	maxBackground = 2
+	// recentChunks is how many verified chunks that did not fit the disk
+	// budget are kept in memory, so sequential small reads do not refetch.
+	recentChunks = 4
+)
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, fmt.Errorf("cache: no directory: %w", hfserr.ErrInvalid)
+	}
+	if o.MaxSize == 0 {
+		o.MaxSize = defaultMaxSize
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = defaultChunkSize
+	}
+	if o.Parallel == 0 {
+		o.Parallel = defaultParallel
+	}
+	if o.LazyVerifyMax == 0 {
+		o.LazyVerifyMax = defaultLazyVerify
+	}
+	if o.QuarantineTime == 0 {
+		o.QuarantineTime = defaultQuarantine
+	}
+	switch {
+	case o.MaxSize < 0:
+		return o, fmt.Errorf("cache: max size %d: %w", o.MaxSize, hfserr.ErrInvalid)
+	case o.ChunkSize < minChunkSize || o.ChunkSize > maxChunkSize:
+		return o, fmt.Errorf("cache: chunk size %d: must be between 64KiB and 64MiB: %w", o.ChunkSize, hfserr.ErrInvalid)
+	case o.Parallel < 0:
+		return o, fmt.Errorf("cache: parallel %d: %w", o.Parallel, hfserr.ErrInvalid)
+	case o.Mode != Strict && o.Mode != Lazy:
+		return o, fmt.Errorf("cache: mode %v: %w", o.Mode, hfserr.ErrInvalid)
+	case o.LazyVerifyMax < 0 || o.QuarantineTime < 0:
+		return o, fmt.Errorf("cache: negative lazy limits: %w", hfserr.ErrInvalid)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Cache is a verifying on-disk chunk cache in front of a Source.
+type Cache struct {
+	o      Options
+	src    Source
+	log    *slog.Logger
+	ctx    context.Context // daemon lifetime: shared fetches and jobs run under it
+	cancel context.CancelFunc
+
+	store   *store
+	tables  *tables
+	docsDir string
+	tmpDir  string
+	chunks  flight[chunkFlightKey, chunkResult]
+	recent  *lru.Cache[chunkKey, []byte] // verified chunks that did not fit on disk
+	bgSem   chan struct{}                // lazy background verifications
+	failMem time.Duration
+
+	life   sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	blobs map[blobKey]*blobState
+}
+
+var errClosed = fmt.Errorf("cache closed: %w", hfserr.ErrUnavailable)
+
+// Open opens (creating if needed) the cache in o.Dir. ctx is the daemon's
+// lifetime: shared fetches run under it, not under a reader's ctx.
+// Leftover temp files are removed and the chunk index is rebuilt from
+// disk, keeping only chunks of blobs with a trusted table.
+func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, fmt.Errorf("cache: no source: %w", hfserr.ErrInvalid)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := os.Chmod(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	sub := func(name string) string { return filepath.Join(o.Dir, name) }
+	if err := os.RemoveAll(sub("tmp")); err != nil {
+		return nil, fmt.Errorf("cache: clearing temp files: %w", err)
+	}
+	for _, name := range []string{"chunks", "tables", "docs", "tmp"} {
+		if err := os.MkdirAll(sub(name), 0o700); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		if err := os.Chmod(sub(name), 0o700); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
+	log := o.Logger.With("component", "cache")
+	c := &Cache{
+		o: o, src: src, log: log,
+		store:   newStore(sub("chunks"), sub("tmp"), o.MaxSize, log),
+		tables:  newTables(sub("tables"), sub("tmp"), o.ChunkSize, log),
+		docsDir: sub("docs"),
+		tmpDir:  sub("tmp"),
+		bgSem:   make(chan struct{}, maxBackground),
+		failMem: failMemory,
+		blobs:   map[blobKey]*blobState{},
+	}
+	c.recent, _ = lru.New[chunkKey, []byte](recentChunks)
+	sizes, err := c.tables.scan()
+	if err != nil {
+		return nil, fmt.Errorf("cache: reading tables: %w", err)
+	}
+	removed, err := c.store.load(sizes, o.ChunkSize)
+	if err != nil {
+		return nil, fmt.Errorf("cache: reading chunks: %w", err)
+	}
+	log.Info("cache opened", "dir", o.Dir, "mode", o.Mode.String(), "usage", c.store.usageBytes(),
+		"max", o.MaxSize, "verified_blobs", len(sizes), "removed_unverified_chunks", removed)
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	return c, nil
+}
+
+// Close stops background work and waits for it. Readers still open get
+// errors wrapping hfserr.ErrUnavailable.
+func (c *Cache) Close() error {
+	c.life.Lock()
+	c.closed = true
+	c.life.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// spawn runs fn in a goroutine that Close waits for. It reports false,
+// without running fn, once the cache is closed.
+func (c *Cache) spawn(fn func()) bool {
+	c.life.Lock()
+	defer c.life.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// Usage returns the bytes of chunk data on disk (and being written).
+func (c *Cache) Usage() int64 { return c.store.usageBytes() }
+
+// Mode returns the verification mode.
+func (c *Cache) Mode() Mode { return c.o.Mode }
+
+// Status describes what the cache knows about one blob.
+type Status struct {
+	Size        int64
+	CachedBytes int64 // bytes of d's chunks on disk
+	Verified    bool  // a trusted chunk table for d at this size exists
+	Quarantined bool
+}
+
+// Status reports what the cache holds for d, shown with size bytes.
+func (c *Cache) Status(d digest.Digest, size int64) Status {
+	st := Status{Size: size, CachedBytes: c.store.blobBytes(d)}
+	if size == 0 {
+		st.Verified = d == emptyDigest
+	} else if tab, _ := c.table(d); tab != nil {
+		st.Verified = tab.size == size
+	}
+	st.Quarantined = c.quarantineErr(blobKey{d, size}) != nil
+	return st
+}
+
+var emptyDigest = digest.Of(nil)
+
+// table returns d's trusted chunk table, or nil. A table file found
+// corrupt is removed together with d's chunks.
+func (c *Cache) table(d digest.Digest) (*table, bool) {
+	tab, corrupt := c.tables.get(d)
+	if corrupt {
+		c.store.purge(d)
+	}
+	return tab, corrupt
+}

@@ -1,0 +1,169 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// blobKey names a blob as a reader sees it: a descriptor that lies about
+// the size gets its own verification and quarantine state.
+type blobKey struct {
+	d    digest.Digest
+	size int64
+}
+
+// IntegrityError reports that a blob's bytes, hashed whole, are not its
+// digest. It wraps hfserr.ErrIntegrity.
+type IntegrityError struct {
+	Digest digest.Digest
+	Size   int64
+	Got    digest.Digest // what the bytes that arrived hash to
+}
+
+func (e *IntegrityError) Error() string {
+	return fmt.Sprintf("blob %s (%d bytes): content hashes to %s", e.Digest, e.Size, e.Got)
+}
+
+func (e *IntegrityError) Unwrap() error { return hfserr.ErrIntegrity }
+
+// job is one whole-blob verification; readers wait on done.
+type job struct {
+	done chan struct{}
+	tab  *table
+	err  error
+}
+
+// verify gets every chunk of k (from the cache or the source, Parallel
+// fetches at a time, at most 2×Parallel chunks held in memory), hashes
+// them in order and, if the blob hashes to its digest, commits the chunk
+// table. Chunks are cached as they arrive, so they are unverified until
+// the table exists; a mismatch purges them.
+func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
+	cs := c.o.ChunkSize
+	n := chunkCount(k.size, cs)
+	w := int64(2 * c.o.Parallel)
+	sem := make(chan struct{}, c.o.Parallel)
+	ring := make([]*call[chunkResult], w)
+	sums := make([][32]byte, n)
+	h := sha256.New()
+	var next int64
+	for i := int64(0); i < n; i++ {
+		for ; next < n && next < i+w; next++ {
+			ring[next%w] = c.startChunk(k, next, sem)
+		}
+		cl := ring[i%w]
+		ring[i%w] = nil
+		res, err := cl.wait(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.Write(res.data)
+		sums[i] = res.sum
+	}
+	var got digest.Digest
+	h.Sum(got[:0])
+	if got != k.d {
+		return nil, &IntegrityError{Digest: k.d, Size: k.size, Got: got}
+	}
+	tab := &table{size: k.size, chunkSize: cs, sums: sums}
+	c.tables.put(k.d, tab)
+	return tab, nil
+}
+
+// blobState is what the cache remembers about one blob between reads.
+// Guarded by Cache.mu.
+type blobState struct {
+	job       *job
+	failErr   error // the last failed verification, remembered until failUntil
+	failUntil time.Time
+	quarUntil time.Time // lazy: the blob answers ErrIntegrity until then
+}
+
+func (c *Cache) stateLocked(k blobKey) *blobState {
+	st := c.blobs[k]
+	if st == nil {
+		st = &blobState{}
+		c.blobs[k] = st
+	}
+	return st
+}
+
+// tidyLocked forgets a blob state that no longer says anything.
+func (c *Cache) tidyLocked(k blobKey, st *blobState) {
+	now := time.Now()
+	if st.job == nil && !now.Before(st.failUntil) && !now.Before(st.quarUntil) {
+		delete(c.blobs, k)
+	}
+}
+
+// strictJob returns the running verification of k, starting one unless
+// a recent one failed: then it returns that failure.
+func (c *Cache) strictJob(k blobKey) (*job, error) {
+	c.mu.Lock()
+	st := c.stateLocked(k)
+	if j := st.job; j != nil {
+		c.mu.Unlock()
+		return j, nil
+	}
+	if time.Now().Before(st.failUntil) {
+		err := st.failErr
+		c.mu.Unlock()
+		return nil, err
+	}
+	j := &job{done: make(chan struct{})}
+	st.job = j
+	c.mu.Unlock()
+	if !c.spawn(func() {
+		tab, err := c.verify(c.ctx, k)
+		c.finishStrict(k, j, tab, err)
+	}) {
+		c.finishStrict(k, j, nil, errClosed)
+	}
+	return j, nil
+}
+
+func (c *Cache) finishStrict(k blobKey, j *job, tab *table, err error) {
+	var ie *IntegrityError
+	switch {
+	case errors.As(err, &ie):
+		c.store.purge(k.d)
+		c.log.Warn("blob failed verification, not serving it", "digest", k.d.String(),
+			"repository", c.o.Repository, "size", k.size, "got", ie.Got.String())
+	case err != nil && c.ctx.Err() == nil:
+		c.log.Warn("blob verification failed", "digest", k.d.String(),
+			"repository", c.o.Repository, "size", k.size, "err", err)
+	case err == nil:
+		c.log.Debug("blob verified", "digest", k.d.String(), "size", k.size)
+	}
+	c.mu.Lock()
+	st := c.stateLocked(k)
+	st.job = nil
+	if err != nil {
+		st.failErr, st.failUntil = err, time.Now().Add(c.failMem)
+	}
+	c.tidyLocked(k, st)
+	c.mu.Unlock()
+	j.tab, j.err = tab, err
+	close(j.done)
+}
+
+// waitVerified returns k's trusted table, verifying the whole blob first
+// if needed. ctx ends only the wait, never the shared job.
+func (c *Cache) waitVerified(ctx context.Context, k blobKey) (*table, error) {
+	j, err := c.strictJob(k)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-j.done:
+		return j.tab, j.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

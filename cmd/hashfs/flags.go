@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/internal/units"
+)
+
+// options are the flags shared by mount and demo.
+type options struct {
+	cacheDir       string
+	cacheMax       units.Size
+	verify         string
+	chunkSize      units.Size
+	parallel       int
+	lazyVerifyMax  units.Size
+	quarantineTime time.Duration
+	tagTTL         time.Duration
+	plainHTTP      bool
+	allowOther     bool
+	debug          bool
+	fuseDebug      bool
+	memoryLimit    units.Size
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "hashfs")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "hashfs")
+	}
+	return filepath.Join(os.TempDir(), "hashfs-cache")
+}
+
+func (o *options) register(f *pflag.FlagSet) {
+	o.cacheMax, o.chunkSize, o.lazyVerifyMax, o.memoryLimit = 10<<30, 1<<20, 16<<20, 80<<20
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory of the on-disk chunk cache (created 0700)")
+	f.Var(&o.cacheMax, "cache-max-size", "hard budget for cached blob bytes, e.g. 512MiB, 20G; least recently used chunks are evicted, never ones an open file is reading")
+	f.StringVar(&o.verify, "verify", "strict", "strict: serve only bytes of blobs verified whole (or chunks matching a trusted chunk table); lazy: serve chunks as they arrive and finish verification in the background, quarantining blobs that do not match")
+	f.Var(&o.chunkSize, "chunk-size", "size of one range request and one cache file")
+	f.IntVar(&o.parallel, "parallel", 8, "concurrent range requests per blob")
+	f.Var(&o.lazyVerifyMax, "lazy-verify-max", "with --verify lazy, blobs up to this size are still verified whole before serving")
+	f.DurationVar(&o.quarantineTime, "quarantine-time", 30*time.Second, "with --verify lazy, how long a blob that failed verification answers EIO before it is fetched again")
+	f.DurationVar(&o.tagTTL, "tag-ttl", time.Minute, "how long a tag's answer is used before it is resolved again (the last known answer is kept while the registry is down)")
+	f.BoolVar(&o.plainHTTP, "plain-http", false, "use plain HTTP for a non-loopback registry (loopback registries use it automatically)")
+	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root); permissions are enforced")
+	f.BoolVar(&o.debug, "debug", false, "log every registry request and cache decision")
+	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
+	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
+}
+
+func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options, error) {
+	mode, err := cache.ParseMode(o.verify)
+	if err != nil {
+		return cache.Options{}, fmt.Errorf("--verify: %w", err)
+	}
+	if o.chunkSize < 64<<10 || o.chunkSize > 64<<20 {
+		return cache.Options{}, fmt.Errorf("--chunk-size %d: must be between 64KiB and 64MiB", o.chunkSize)
+	}
+	if o.parallel < 1 || o.parallel > 64 {
+		return cache.Options{}, fmt.Errorf("--parallel %d: must be between 1 and 64", o.parallel)
+	}
+	return cache.Options{
+		Dir:            o.cacheDir,
+		MaxSize:        int64(o.cacheMax),
+		ChunkSize:      int64(o.chunkSize),
+		Mode:           mode,
+		Parallel:       o.parallel,
+		LazyVerifyMax:  int64(o.lazyVerifyMax),
+		QuarantineTime: o.quarantineTime,
+		Logger:         logger,
+		Repository:     repo,
+	}, nil
+}
+
+func (o *options) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,40 @@
+// Command hashfs mounts an OCI registry repository as a read-only,
+// content-addressed directory. This package holds flags, signals and
+// wiring only.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:   "hashfs",
+		Short: "Mount an OCI registry repository as a read-only, verified directory",
+		Long: `hashfs mounts a repository of any OCI registry (ghcr.io, Docker Hub, ECR,
+Harbor, zot, the CNCF registry) as a read-only directory:
+
+  MOUNTPOINT/sha256/<hex>            any blob or manifest, by digest
+  MOUNTPOINT/sha256/<ab>/<cd>/<hex>  the same, in the contentid layout
+  MOUNTPOINT/tags/<tag>              symlink to ../manifests/sha256:<hex>
+  MOUNTPOINT/manifests/sha256:<hex>/ one manifest as a directory
+
+Blob bytes are range-fetched lazily through an on-disk chunk cache, and a
+reader is never given bytes that do not belong to the digest it asked for.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newMountCmd(), newDemoCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "hashfs:", err)
+		os.Exit(1)
+	}
+}

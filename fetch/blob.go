@@ -1,0 +1,150 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// FetchRange returns exactly bytes [off, off+n) of blob d. It does not verify
+// them against d: only a whole blob can be checked, which is the cache's job.
+//
+// A 206 must start where asked; a 200 (the server ignored Range) is consumed
+// in the same request by skipping off bytes. A range past the end of the blob
+// wraps hfserr.ErrInvalid; a missing blob ErrNotFound; a registry refusal
+// ErrDenied; transient failures are retried and then wrap ErrUnavailable.
+func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
+	what := fmt.Sprintf("fetch %s [%d, %d+%d)", d, off, off, n)
+	if off < 0 || n < 0 || off > math.MaxInt64-n || n > math.MaxInt {
+		return nil, fmt.Errorf("%s: bad range: %w", what, hfserr.ErrInvalid)
+	}
+	if n == 0 {
+		return []byte{}, nil
+	}
+	u := c.url("/blobs/" + d.String())
+	hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+	var out []byte
+	err := c.retry(ctx, what, func(ctx context.Context, hc *http.Client) error {
+		resp, err := c.do(ctx, hc, http.MethodGet, u, hdr, true)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+			if err := checkContentRange(resp.Header.Get("Content-Range"), off, n); err != nil {
+				return err
+			}
+		case http.StatusOK:
+			if resp.ContentLength >= 0 && resp.ContentLength < off+n {
+				return fmt.Errorf("range beyond end of %d-byte blob: %w", resp.ContentLength, hfserr.ErrInvalid)
+			}
+			if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
+				return transient(fmt.Errorf("skip %d bytes of full-blob response: %w", off, err))
+			}
+		default:
+			return c.statusError(resp)
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return transient(fmt.Errorf("read body: %w", err))
+		}
+		if resp.StatusCode == http.StatusPartialContent {
+			// Reach EOF so the connection can be reused.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		}
+		out = buf
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkContentRange accepts a 206's Content-Range if it covers [off, off+n).
+func checkContentRange(cr string, off, n int64) error {
+	start, end, total, err := parseContentRange(cr)
+	if err != nil {
+		return transient(err)
+	}
+	if start != off {
+		return transient(fmt.Errorf("server sent range from %d, asked for %d", start, off))
+	}
+	if end < off+n-1 {
+		if total >= 0 && end == total-1 {
+			return fmt.Errorf("range beyond end of %d-byte blob: %w", total, hfserr.ErrInvalid)
+		}
+		return transient(fmt.Errorf("server sent range to %d, asked for %d", end, off+n-1))
+	}
+	return nil
+}
+
+// StatBlob returns the size of blob d from a HEAD request. If the server
+// sends no Content-Length it asks for the first byte and reads the total
+// from Content-Range.
+func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	what := "stat " + d.String()
+	u := c.url("/blobs/" + d.String())
+	size := int64(-1)
+	err := c.retry(ctx, what, func(ctx context.Context, hc *http.Client) error {
+		resp, err := c.do(ctx, hc, http.MethodHead, u, nil, false)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return c.statusError(resp)
+		}
+		if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != d.String() {
+			return fmt.Errorf("registry reports digest %s: %w", clip(got), hfserr.ErrIntegrity)
+		}
+		size = resp.ContentLength
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if size >= 0 {
+		return size, nil
+	}
+	return c.statBlobByGet(ctx, what, u)
+}
+
+// statBlobByGet learns a blob's size from a one-byte ranged GET.
+func (c *Client) statBlobByGet(ctx context.Context, what, u string) (int64, error) {
+	hdr := http.Header{"Range": {"bytes=0-0"}}
+	size := int64(-1)
+	err := c.retry(ctx, what, func(ctx context.Context, hc *http.Client) error {
+		resp, err := c.do(ctx, hc, http.MethodGet, u, hdr, true)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+			_, _, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+			if err != nil {
+				return transient(err)
+			}
+			size = total
+		case http.StatusOK:
+			size = resp.ContentLength
+		default:
+			return c.statusError(resp)
+		}
+		if size < 0 {
+			return fmt.Errorf("server did not say how big the blob is: %w", hfserr.ErrUnavailable)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return size, nil
+}

@@ -1,0 +1,275 @@
+// Package fetch talks HTTP to one OCI registry repository: ranged blob reads,
+// manifests and tag lists, with authentication and a retry policy of its own.
+// It keeps nothing on disk and knows nothing about FUSE.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// Options configures a Client. The zero value is usable.
+type Options struct {
+	PlainHTTP bool              // use http:// even for non-loopback registries (loopback already uses http)
+	Keychain  authn.Keychain    // nil => authn.DefaultKeychain
+	Transport http.RoundTripper // base transport; nil => remote.DefaultTransport with short dial/header timeouts
+	Retries   int               // attempts after the first for transient errors; 0 => 4 (negative => none)
+	RetryBase time.Duration     // first backoff; 0 => 200ms, doubling, capped at 4s, with jitter
+	Logger    *slog.Logger      // nil => discard
+	UserAgent string
+}
+
+// Doc is a manifest document as served by the registry.
+type Doc struct {
+	Digest    digest.Digest // sha256 of Body
+	MediaType string
+	Body      []byte
+}
+
+// Descriptor describes a manifest without its body.
+type Descriptor struct {
+	Digest    digest.Digest
+	Size      int64
+	MediaType string
+}
+
+// Stats are running totals for one Client.
+type Stats struct {
+	Requests  int64 // HTTP requests issued by this package (each attempt counts)
+	BlobBytes int64 // blob body bytes read, including bytes skipped when a server ignored Range
+}
+
+// MaxManifestSize is the largest manifest accepted; bigger ones are
+// rejected with hfserr.ErrInvalid.
+const MaxManifestSize = 4 << 20
+
+const (
+	defaultRetries   = 4
+	defaultRetryBase = 200 * time.Millisecond
+	dialTimeout      = 5 * time.Second
+	headerTimeout    = 20 * time.Second
+)
+
+// pathComponent is one slash-separated part of a repository name, as the
+// distribution spec defines it (name.NewRepository lets "a//b" through).
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
+
+// Client reads from one repository. It is safe for concurrent use.
+type Client struct {
+	repo      name.Repository
+	keychain  authn.Keychain
+	base      http.RoundTripper
+	retries   int
+	retryBase time.Duration
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	rt       http.RoundTripper // authenticated transport, nil until built
+	building *build            // in-flight build, nil if none
+
+	requests  atomic.Int64
+	blobBytes atomic.Int64
+}
+
+// build is one in-flight construction of the authenticated transport,
+// shared by every caller that arrives while it runs.
+type build struct {
+	done chan struct{}
+	rt   http.RoundTripper
+	err  error
+}
+
+// New parses repo (for example "ghcr.io/owner/name" or "busybox") and returns
+// a Client for it. It does no network I/O.
+func New(repo string, o Options) (*Client, error) {
+	var nopts []name.Option
+	if o.PlainHTTP {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.NewRepository(repo, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("repository %q: %v: %w", clip(repo), err, hfserr.ErrInvalid)
+	}
+	for _, part := range strings.Split(r.RepositoryStr(), "/") {
+		if !pathComponent.MatchString(part) {
+			return nil, fmt.Errorf("repository %q: path component %q is not of the form %s: %w",
+				clip(repo), clip(part), pathComponent, hfserr.ErrInvalid)
+		}
+	}
+	c := &Client{
+		repo:      r,
+		keychain:  o.Keychain,
+		base:      o.Transport,
+		retries:   o.Retries,
+		retryBase: o.RetryBase,
+		log:       o.Logger,
+	}
+	if c.keychain == nil {
+		c.keychain = authn.DefaultKeychain
+	}
+	if c.base == nil {
+		c.base = defaultTransport()
+	}
+	c.base = transport.NewUserAgent(c.base, o.UserAgent)
+	switch {
+	case c.retries == 0:
+		c.retries = defaultRetries
+	case c.retries < 0:
+		c.retries = 0
+	}
+	if c.retryBase <= 0 {
+		c.retryBase = defaultRetryBase
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+func defaultTransport() http.RoundTripper {
+	t, ok := remote.DefaultTransport.(*http.Transport)
+	if !ok {
+		return remote.DefaultTransport
+	}
+	t = t.Clone()
+	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = headerTimeout
+	return t
+}
+
+// Repository returns the canonical repository name, such as
+// "index.docker.io/library/busybox".
+func (c *Client) Repository() string { return c.repo.Name() }
+
+// Stats returns the running totals.
+func (c *Client) Stats() Stats {
+	return Stats{Requests: c.requests.Load(), BlobBytes: c.blobBytes.Load()}
+}
+
+// Ping performs the authentication handshake and checks that the repository
+// exists and may be read. Errors wrap hfserr.ErrUnavailable (unreachable),
+// ErrDenied (401/403) or ErrNotFound (no such repository).
+func (c *Client) Ping(ctx context.Context) error {
+	u := c.url("/tags/list") + "?n=1"
+	return c.retry(ctx, "ping "+c.Repository(), func(ctx context.Context, hc *http.Client) error {
+		resp, err := c.do(ctx, hc, http.MethodGet, u, nil, false)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return c.statusError(resp)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	})
+}
+
+// url returns the absolute URL of a /v2/<name><suffix> endpoint.
+func (c *Client) url(suffix string) string {
+	return fmt.Sprintf("%s://%s/v2/%s%s", c.repo.Registry.Scheme(), c.repo.RegistryStr(), c.repo.RepositoryStr(), suffix)
+}
+
+// httpClient returns a client on the authenticated transport, building the
+// transport on first use. A failed build is not cached: the next call tries
+// again, so a registry that was down at first use is picked up later.
+func (c *Client) httpClient(ctx context.Context) (*http.Client, error) {
+	for {
+		c.mu.Lock()
+		if c.rt != nil {
+			rt := c.rt
+			c.mu.Unlock()
+			return &http.Client{Transport: rt}, nil
+		}
+		if b := c.building; b != nil {
+			c.mu.Unlock()
+			select {
+			case <-b.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if b.err == nil {
+				return &http.Client{Transport: b.rt}, nil
+			}
+			// The builder's own context ended: that says nothing about
+			// the registry, so try again under ours.
+			if errors.Is(b.err, context.Canceled) || errors.Is(b.err, context.DeadlineExceeded) {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				continue
+			}
+			return nil, b.err
+		}
+		b := &build{done: make(chan struct{})}
+		c.building = b
+		c.mu.Unlock()
+
+		b.rt, b.err = c.buildTransport(ctx)
+		c.mu.Lock()
+		if b.err == nil {
+			c.rt = b.rt
+		}
+		c.building = nil
+		c.mu.Unlock()
+		close(b.done)
+		if b.err != nil {
+			return nil, b.err
+		}
+		return &http.Client{Transport: b.rt}, nil
+	}
+}
+
+func (c *Client) buildTransport(ctx context.Context) (http.RoundTripper, error) {
+	auth, err := c.keychain.Resolve(c.repo)
+	if err != nil {
+		return nil, fmt.Errorf("resolve credentials for %s: %w: %w", c.repo.RegistryStr(), hfserr.ErrDenied, err)
+	}
+	start := time.Now()
+	c.requests.Add(1) // at least the /v2/ ping; token exchanges are not counted
+	rt, err := transport.NewWithContext(ctx, c.repo.Registry, auth, c.base, []string{c.repo.Scope(transport.PullScope)})
+	if err != nil {
+		c.log.Debug("registry handshake failed", "registry", c.repo.RegistryStr(), "duration", time.Since(start), "err", err)
+		return nil, c.handshakeError(ctx, err)
+	}
+	c.log.Debug("registry handshake", "registry", c.repo.RegistryStr(), "duration", time.Since(start))
+	return rt, nil
+}
+
+// handshakeError classifies an error from transport.NewWithContext.
+func (c *Client) handshakeError(ctx context.Context, err error) error {
+	what := "authenticate to " + c.repo.RegistryStr()
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return classifyStatus(te.StatusCode, true, 0, fmt.Errorf("%s: %w", what, err))
+	}
+	return classifyTransportErr(fmt.Errorf("%s: %w", what, err))
+}
+
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}

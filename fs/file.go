@@ -1,0 +1,135 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/manifestview"
+)
+
+// fileNode is one content-addressed file: a blob read through the cache,
+// or a manifest document (doc) served from the verified document store.
+type fileNode struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	desc manifestview.Desc
+	doc  bool
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*fileNode)(nil))
+	_ = (gofs.NodeOpener)((*fileNode)(nil))
+	_ = (gofs.NodeReader)((*fileNode)(nil))
+	_ = (gofs.NodeGetxattrer)((*fileNode)(nil))
+	_ = (gofs.NodeListxattrer)((*fileNode)(nil))
+)
+
+// newFile returns the inode for desc under parent. The inode number
+// derives from the digest and the size, so a manifest that lies about a
+// blob's size gets its own inode and cannot poison the honest one.
+func (r *Root) newFile(ctx context.Context, parent *gofs.Inode, desc manifestview.Desc, doc bool, out *fuse.EntryOut) *gofs.Inode {
+	n := &fileNode{root: r, desc: desc, doc: doc}
+	ch := parent.NewInode(ctx, n, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: desc.Digest.Ino(desc.Size)})
+	if out != nil {
+		n.fill(&out.Attr)
+	}
+	r.remember(desc.Digest, ch)
+	return ch
+}
+
+func (f *fileNode) fill(a *fuse.Attr) {
+	a.Mode = fuse.S_IFREG | 0o444
+	a.Size = uint64(f.desc.Size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Ino = f.desc.Digest.Ino(f.desc.Size)
+	a.Nlink = 1
+}
+
+// Getattr reports a read-only regular file of the descriptor's size.
+func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.fill(&out.Attr)
+	return 0
+}
+
+// Open pins the blob in the cache for the life of the handle. Bytes the
+// kernel keeps in its page cache were verified (strict, or lazy once the
+// whole blob verified), so digest-addressed content keeps the page cache.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if isWriteOpen(flags) {
+		return nil, 0, syscall.EROFS
+	}
+	if f.doc {
+		ctx, cancel := f.root.opctx(ctx)
+		defer cancel()
+		doc, err := f.root.cfg.Repo.Manifest(ctx, f.desc.Digest)
+		if err != nil {
+			return nil, 0, f.root.fail("open manifest", f.desc, err)
+		}
+		return &docHandle{body: doc.Body}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	c := f.root.cfg.Cache
+	var fl uint32
+	if c.Mode() == cache.Strict || c.Status(f.desc.Digest, f.desc.Size).Verified {
+		fl = fuse.FOPEN_KEEP_CACHE
+	}
+	return &blobHandle{root: f.root, desc: f.desc, r: c.Open(f.desc.Digest, f.desc.Size)}, fl, 0
+}
+
+// Read serves through the handle.
+func (f *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if r, ok := fh.(gofs.FileReader); ok {
+		return r.Read(ctx, dest, off)
+	}
+	return nil, syscall.EBADF
+}
+
+type blobHandle struct {
+	root *Root
+	desc manifestview.Desc
+	r    *cache.Reader
+}
+
+var (
+	_ = (gofs.FileReader)((*blobHandle)(nil))
+	_ = (gofs.FileReleaser)((*blobHandle)(nil))
+)
+
+func (h *blobHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.r.ReadAt(ctx, dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, h.root.fail("read", h.desc, err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *blobHandle) Release(ctx context.Context) syscall.Errno {
+	h.r.Close()
+	return 0
+}
+
+type docHandle struct{ body []byte }
+
+var _ = (gofs.FileReader)((*docHandle)(nil))
+
+func (h *docHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.body)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	return fuse.ReadResultData(h.body[off:min(int64(len(h.body)), off+int64(len(dest)))]), 0
+}
+
+// fail logs err once with what was asked and returns its errno.
+func (r *Root) fail(op string, desc manifestview.Desc, err error) syscall.Errno {
+	e := toErrno(err)
+	if e != syscall.EINTR {
+		r.cfg.Logger.Warn(op+" failed", "digest", desc.Digest.String(), "errno", e.Error(), "err", err)
+	}
+	return e
+}

@@ -1,0 +1,111 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Kernel-facing settings. Reads arrive in up to 1 MiB requests (MaxWrite
+// also sets max_read and max_pages), and the kernel reads ahead 1 MiB,
+// matching the default chunk size.
+const (
+	maxRequest    = 1 << 20
+	maxReadAhead  = 1 << 20
+	maxBackground = 64
+	// Digest-addressed content never changes: entries and attributes
+	// may be cached for as long as the kernel likes.
+	immutableTimeout = time.Hour
+	// An unknown digest may be pushed later: forget "no such file" soon.
+	negativeTimeout = 5 * time.Second
+)
+
+// MountOptions are the user's choices for the mount itself.
+type MountOptions struct {
+	FsName     string // shown in /proc/mounts, e.g. hashfs:ghcr.io/ns/repo
+	AllowOther bool   // let other users in; permissions are then enforced by the kernel
+	FuseDebug  bool   // log every FUSE request
+	Logger     *slog.Logger
+}
+
+// Mount mounts root at dir: mount(2) directly when root, fusermount3
+// otherwise. It returns once the kernel has the mount.
+func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
+	if err := CheckMountpoint(dir, o.Logger); err != nil {
+		return nil, err
+	}
+	mo := fuse.MountOptions{
+		FsName:           o.FsName,
+		Name:             "hashfs",
+		AllowOther:       o.AllowOther,
+		Debug:            o.FuseDebug,
+		MaxWrite:         maxRequest,
+		MaxReadAhead:     maxReadAhead,
+		MaxBackground:    maxBackground,
+		DirectMount:      true,
+		DirectMountFlags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+		Options:          []string{"default_permissions"},
+	}
+	if os.Geteuid() != 0 {
+		mo.Options = append(mo.Options, "ro") // fusermount3 understands ro; mount(2) takes it as a flag
+	}
+	if o.Logger != nil {
+		mo.Logger = log.New(os.Stderr, "fuse: ", 0)
+	}
+	long, neg := immutableTimeout, negativeTimeout
+	srv, err := gofs.Mount(dir, root, &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &long,
+		AttrTimeout:     &long,
+		NegativeTimeout: &neg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w (is fuse3 installed and /dev/fuse usable?)", dir, err)
+	}
+	return srv, nil
+}
+
+// CheckMountpoint makes sure dir is a directory we can mount on. A stale
+// mount left by a killed daemon ("transport endpoint is not connected")
+// is detached first.
+func CheckMountpoint(dir string, logger *slog.Logger) error {
+	_, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) {
+		if logger != nil {
+			logger.Warn("detaching stale mount left by a previous daemon", "mountpoint", dir)
+		}
+		if err := Detach(dir); err != nil {
+			return fmt.Errorf("mountpoint %s is a stale mount: %w", dir, err)
+		}
+		_, err = os.Stat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
+	fi, _ := os.Stat(dir)
+	if !fi.IsDir() {
+		return fmt.Errorf("mountpoint %s is not a directory", dir)
+	}
+	return nil
+}
+
+// Detach lazily unmounts dir: umount2(MNT_DETACH) as root, else
+// fusermount3 -u -z.
+func Detach(dir string) error {
+	uerr := syscall.Unmount(dir, syscall.MNT_DETACH)
+	if uerr == nil {
+		return nil
+	}
+	if out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("could not detach %s: %v; fusermount3: %v: %s", dir, uerr, err, out)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+// Package manifestview turns OCI manifest and index documents into the
+// directory trees shown under manifests/sha256:<hex>/, and keeps the
+// repository's view of tags, documents and descriptors seen so far.
+// It knows nothing about FUSE or HTTP: the network is behind Registry
+// and the disk behind DocStore.
+package manifestview
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/hashfs/hashfs/internal/digest"
+)
+
+// Platform is the platform of an index entry.
+type Platform struct {
+	OS, Architecture, Variant string
+}
+
+// Desc is an OCI content descriptor reduced to what hashfs shows.
+type Desc struct {
+	Digest      digest.Digest
+	Size        int64
+	MediaType   string
+	Annotations map[string]string
+	Platform    *Platform
+}
+
+// Doc is a manifest or index document: its digest, media type and raw bytes.
+type Doc struct {
+	Digest    digest.Digest
+	MediaType string
+	Body      []byte
+}
+
+// Kind is the type of a Node.
+type Kind int
+
+const (
+	// File is a blob or a document; Node.Desc says which bytes.
+	File Kind = iota
+	// Dir holds Children.
+	Dir
+	// Symlink points at Node.Target (relative to its directory).
+	Symlink
+)
+
+func (k Kind) String() string {
+	switch k {
+	case File:
+		return "file"
+	case Dir:
+		return "dir"
+	case Symlink:
+		return "symlink"
+	}
+	return "kind?"
+}
+
+// Node is one entry of a manifest's tree.
+type Node struct {
+	Name string
+	Kind Kind
+	// Desc is the blob for a File (for manifest.json/index.json: the
+	// document itself, Size = len(body)); for a Symlink of an index it
+	// is the child manifest the link points at; zero for a Dir.
+	Desc Desc
+	// Target is the link text of a Symlink.
+	Target string
+	// Children of a Dir, sorted by Name, names unique.
+	Children []*Node
+}
+
+// Child returns the child called name, or nil.
+func (n *Node) Child(name string) *Node {
+	if n == nil || n.Kind != Dir {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(n.Children, name, func(c *Node, name string) int {
+		return strings.Compare(c.Name, name)
+	})
+	if !ok {
+		return nil
+	}
+	return n.Children[i]
+}
+
+// Media types hashfs recognises as documents (fetched from /manifests/).
+const (
+	MediaTypeOCIManifest      = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex         = "application/vnd.oci.image.index.v1+json"
+	MediaTypeOCIArtifact      = "application/vnd.oci.artifact.manifest.v1+json"
+	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"
+	MediaTypeDockerSchema1JWS = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	// MediaTypeEmpty is the OCI empty descriptor's type ("{}" as config).
+	MediaTypeEmpty = "application/vnd.oci.empty.v1+json"
+)
+
+// emptyDigest is sha256("{}"), the OCI empty descriptor.
+var emptyDigest = digest.Of([]byte("{}"))
+
+// IsManifestType reports whether mediaType names a manifest or index
+// document, i.e. bytes served by the registry's /manifests/ endpoint.
+func IsManifestType(mediaType string) bool {
+	switch mediaType {
+	case MediaTypeOCIManifest, MediaTypeOCIIndex, MediaTypeOCIArtifact,
+		MediaTypeDockerManifest, MediaTypeDockerList,
+		MediaTypeDockerSchema1, MediaTypeDockerSchema1JWS:
+		return true
+	}
+	return false
+}
+
+func isIndexType(mediaType string) bool {
+	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+}
