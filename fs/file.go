@@ -50,6 +50,7 @@ func (f *fileNode) fill(a *fuse.Attr) {
 	a.Blocks = (a.Size + 511) / 512
 	a.Ino = f.desc.Digest.Ino(f.desc.Size)
 	a.Nlink = 1
+	f.root.times(a)
 }
 
 // Getattr reports a read-only regular file of the descriptor's size.

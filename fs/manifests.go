@@ -26,7 +26,7 @@ var (
 )
 
 func (m *manifestsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
+	m.root.dirAttr(&out.Attr)
 	return 0
 }
 
@@ -41,7 +41,7 @@ func (m *manifestsDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	if err != nil {
 		return nil, m.root.fail("lookup manifest", manifestview.Desc{Digest: d}, err)
 	}
-	out.Attr.Mode = fuse.S_IFDIR | 0o555
+	m.root.dirAttr(&out.Attr)
 	return m.NewInode(ctx, &treeDir{root: m.root, node: tree}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 }
 
@@ -70,7 +70,7 @@ var (
 )
 
 func (t *treeDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
+	t.root.dirAttr(&out.Attr)
 	return 0
 }
 
@@ -81,12 +81,11 @@ func (t *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	switch c.Kind {
 	case manifestview.Dir:
-		out.Attr.Mode = fuse.S_IFDIR | 0o555
+		t.root.dirAttr(&out.Attr)
 		return t.NewInode(ctx, &treeDir{root: t.root, node: c}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 	case manifestview.Symlink:
-		out.Attr.Mode = fuse.S_IFLNK | 0o777
-		out.Attr.Size = uint64(len(c.Target))
-		return t.NewInode(ctx, &symlink{target: c.Target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
+		t.root.linkAttr(&out.Attr, c.Target)
+		return t.NewInode(ctx, &symlink{root: t.root, target: c.Target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
 	}
 	return t.root.newFile(ctx, t.EmbeddedInode(), c.Desc, manifestview.IsManifestType(c.Desc.MediaType), out), 0
 }

@@ -6,8 +6,8 @@ package fs
 import (
 	"context"
 	"log/slog"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -40,6 +40,8 @@ type Root struct {
 	readOnly
 	cfg Config
 
+	mtime time.Time // shown on every node: content has no meaningful mtime
+
 	mu    sync.Mutex
 	files map[digest.Digest][]*gofs.Inode // open-able blob inodes, for Invalidate
 }
@@ -54,7 +56,7 @@ func NewRoot(cfg Config) *Root {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	return &Root{cfg: cfg, files: map[digest.Digest][]*gofs.Inode{}}
+	return &Root{cfg: cfg, mtime: time.Now(), files: map[digest.Digest][]*gofs.Inode{}}
 }
 
 // OnAdd builds the fixed top level.
@@ -67,8 +69,20 @@ func (r *Root) OnAdd(ctx context.Context) {
 
 // Getattr makes the root read-only in its mode bits too.
 func (r *Root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
+	r.dirAttr(&out.Attr)
 	return 0
+}
+
+// dirAttr fills the attributes every directory shares.
+func (r *Root) dirAttr(a *fuse.Attr) {
+	a.Mode = fuse.S_IFDIR | 0o555
+	a.Nlink = 2
+	r.times(a)
+}
+
+func (r *Root) times(a *fuse.Attr) {
+	t := uint64(r.mtime.Unix())
+	a.Mtime, a.Atime, a.Ctime = t, t, t
 }
 
 // Invalidate drops the kernel's page cache for every inode of d. It runs

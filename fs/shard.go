@@ -29,7 +29,7 @@ var (
 )
 
 func (s *shardDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
+	s.root.dirAttr(&out.Attr)
 	return 0
 }
 
@@ -39,7 +39,7 @@ func (s *shardDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	case !ok:
 		return nil, syscall.ENOENT
 	case sub != "":
-		out.Attr.Mode = fuse.S_IFDIR | 0o555
+		s.root.dirAttr(&out.Attr)
 		return s.NewInode(ctx, &shardDir{root: s.root, prefix: sub}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 	}
 	ctx, cancel := s.root.opctx(ctx)
@@ -60,7 +60,7 @@ func parseShardName(prefix, name string) (sub string, d digest.Digest, ok bool) 
 	}
 	d, err := digest.ParseHex(name)
 	if err != nil || !strings.HasPrefix(name, prefix) {
-		return "", d, false
+		return "", digest.Digest{}, false
 	}
 	return "", d, true
 }

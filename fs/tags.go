@@ -23,7 +23,7 @@ var (
 )
 
 func (t *tagsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
+	t.root.dirAttr(&out.Attr)
 	return 0
 }
 
@@ -38,11 +38,10 @@ func (t *tagsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, toErrno(err)
 	}
 	target := "../manifests/" + desc.Digest.String()
-	out.Attr.Mode = fuse.S_IFLNK | 0o777
-	out.Attr.Size = uint64(len(target))
+	t.root.linkAttr(&out.Attr, target)
 	out.SetEntryTimeout(t.root.cfg.TagTTL)
 	out.SetAttrTimeout(t.root.cfg.TagTTL)
-	return t.NewInode(ctx, &symlink{target: target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
+	return t.NewInode(ctx, &symlink{root: t.root, target: target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
 }
 
 func (t *tagsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
@@ -63,6 +62,7 @@ func (t *tagsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 type symlink struct {
 	gofs.Inode
 	readOnly
+	root   *Root
 	target string
 }
 
@@ -74,8 +74,7 @@ var (
 func (s *symlink) Readlink(ctx context.Context) ([]byte, syscall.Errno) { return []byte(s.target), 0 }
 
 func (s *symlink) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFLNK | 0o777
-	out.Size = uint64(len(s.target))
+	s.root.linkAttr(&out.Attr, s.target)
 	return 0
 }
 
@@ -91,4 +90,11 @@ func validTag(s string) bool {
 		}
 	}
 	return true
+}
+
+func (r *Root) linkAttr(a *fuse.Attr, target string) {
+	a.Mode = fuse.S_IFLNK | 0o777
+	a.Size = uint64(len(target))
+	a.Nlink = 1
+	r.times(a)
 }
