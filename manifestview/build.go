@@ -28,25 +28,44 @@ const (
 // A manifest shows manifest.json (the document), config.json (unless the
 // config is the OCI empty descriptor), one file per titled layer or blob
 // at its title, and blobs/sha256:<hex> for every config/layer/blob
-// descriptor. An index shows index.json and one symlink per entry,
-// named <os>-<arch>[-<variant>] and pointing at ../sha256:<child>.
+// descriptor. An index (OCI index, Docker manifest list) shows
+// index.json and one symlink per entry, named <os>-<arch>[-<variant>]
+// and pointing at ../sha256:<child>; an entry with no usable platform,
+// or whose platform name is taken by an earlier entry, is named
+// sha256:<child>. A document of unknown media type is a manifest if it
+// has a config, layers or blobs, an index if it has only manifests.
+//
+// Titles may be relative paths ("data/a.csv" makes data/). A title that
+// is unsafe (see safeTitle), starts with a fixed name (manifest.json,
+// index.json, config.json, blobs) or a "sha256:<hex>" name, or collides
+// with an earlier title (as a file or as a directory) is shown at the
+// top-level name "sha256:<hex>" instead; the same title and digest
+// twice is one file.
 //
 // Errors: a body that is not a JSON object, or has fields of the wrong
 // JSON type, wraps hfserr.ErrInvalid. A descriptor with a missing,
-// malformed or non-sha256 digest or a negative size is skipped and the
-// rest of the document is shown. Titles that are unsafe or collide fall
-// back to a top-level "sha256:<hex>" name (see safeTitle).
+// malformed, zero or non-sha256 digest or a negative size is skipped
+// and the rest of the document is shown. Build never panics.
 func Build(doc Doc) (*Node, error) {
-	root, _, err := build(doc)
-	return root, err
+	b, err := build(doc)
+	if err != nil {
+		return nil, err
+	}
+	return b.root, nil
 }
 
-// build is Build that also returns every descriptor it saw: the
-// document itself first, then its config, layers, blobs or entries.
-func build(doc Doc) (*Node, []Desc, error) {
+// built is what build learns from a document.
+type built struct {
+	root    *Node
+	seen    []Desc // the document itself first, then config, layers, blobs or entries
+	skipped int    // invalid descriptors left out
+}
+
+// build is Build that also returns every descriptor it saw.
+func build(doc Doc) (built, error) {
 	p, err := parse(doc)
 	if err != nil {
-		return nil, nil, err
+		return built{}, err
 	}
 	if doc.Digest.IsZero() {
 		doc.Digest = digest.Of(doc.Body)
@@ -60,7 +79,7 @@ func build(doc Doc) (*Node, []Desc, error) {
 			t.addPlatform(m)
 		}
 		seen = append(seen, p.manifests...)
-		return t.finish(), seen, nil
+		return built{root: t.finish(), seen: seen, skipped: p.skipped}, nil
 	}
 
 	t.insert(t.root, &Node{Name: nameManifest, Kind: File, Desc: self})
@@ -84,7 +103,7 @@ func build(doc Doc) (*Node, []Desc, error) {
 		}
 	}
 	seen = append(seen, all...)
-	return t.finish(), seen, nil
+	return built{root: t.finish(), seen: seen, skipped: p.skipped}, nil
 }
 
 func isEmptyDesc(d Desc) bool {

@@ -421,3 +421,20 @@ func FuzzBuild(f *testing.F) {
 		checkTree(t, root)
 	})
 }
+
+func TestBuildCountsSkipped(t *testing.T) {
+	body := mustJSON(t, map[string]any{
+		"mediaType": MediaTypeOCIManifest,
+		"config":    map[string]any{"digest": "sha512:" + strings.Repeat("ab", 64)},
+		"layers": []any{
+			map[string]any{"size": 2},
+			map[string]any{"digest": "sha256:" + strings.Repeat("0", 64)},
+			jd("x", "l4", -1, nil),
+			jd("x", "l1", 2, nil),
+		},
+	})
+	b, err := build(Doc{Body: body})
+	if err != nil || b.skipped != 4 || len(b.seen) != 2 {
+		t.Errorf("build: skipped %d, seen %d, err %v; want 4, 2 (document + l1)", b.skipped, len(b.seen), err)
+	}
+}

@@ -105,7 +105,9 @@ func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 }
 
 // Manifest returns the document d: from the DocStore when it holds
-// bytes that hash to d, else from the registry, verified and stored.
+// bytes that hash to d, else from the registry, verified (a mismatch
+// wraps hfserr.ErrIntegrity) and stored. Doc.Body is shared: callers
+// must not modify it.
 // Concurrent callers share one fetch, which runs without the callers'
 // cancellation so that one interrupted reader does not fail the others.
 func (r *Repo) Manifest(ctx context.Context, d digest.Digest) (Doc, error) {
@@ -151,16 +153,19 @@ func (r *Repo) Tree(ctx context.Context, d digest.Digest) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, seen, err := build(doc)
+	b, err := build(doc)
 	if err != nil {
 		return nil, err
 	}
-	r.record(seen[0], true)
-	for _, s := range seen[1:] {
+	if b.skipped > 0 {
+		r.log.Warn("manifest has invalid descriptors; not shown", "digest", d, "skipped", b.skipped)
+	}
+	r.record(b.seen[0], true)
+	for _, s := range b.seen[1:] {
 		r.record(s, false)
 	}
-	r.trees.Add(d, n)
-	return n, nil
+	r.trees.Add(d, b.root)
+	return b.root, nil
 }
 
 // record remembers desc. An exact entry (size from the bytes) beats one

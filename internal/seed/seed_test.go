@@ -2,6 +2,7 @@ package seed
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -68,6 +69,7 @@ func TestPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("demo set: %v", got)
 	for _, tag := range []string{TagVostok, TagV1, TagMulti, TagImage} {
 		d, ok := got[tag]
 		if !ok {
@@ -204,8 +206,8 @@ func validateLayers(layers []v1.Layer) error {
 			return err
 		}
 		h, _ := l.Digest()
-		if digest.Of(b).String() != h.String() {
-			return io.ErrUnexpectedEOF
+		if got := digest.Of(b).String(); got != h.String() {
+			return fmt.Errorf("layer %s hashes to %s", h, got)
 		}
 	}
 	return nil
