@@ -53,7 +53,7 @@ type store struct {
 	perBlob map[digest.Digest]int64
 	pins    map[digest.Digest]int
 	pending map[chunkKey]*pendingPut
-	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored
+	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
 }
 

@@ -29,7 +29,8 @@ func (c *Cache) PutDoc(d digest.Digest, mediaType string, body []byte) error {
 	b = append(append(append(b, mediaType...), '\n'), body...)
 	if err := writeFileAtomic(c.tmpDir, c.docPath(d), b, false); err != nil {
 		c.log.Debug("cannot store document", "digest", d.String(), "err", err)
-		return fmt.Errorf("document %s: %w: %w", d, hfserr.ErrNoSpace, err)
+		// The cause is kept as text: a disk errno must never reach a reader.
+		return fmt.Errorf("document %s: %v: %w", d, err, hfserr.ErrNoSpace)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -113,8 +114,12 @@ func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64, sem chan
 		}
 	}
 	data, err := c.src.FetchRange(c.ctx, d, off, n)
+	if errors.Is(err, hfserr.ErrInvalid) {
+		// A range past the end: the blob is not the size its descriptor says.
+		return chunkResult{}, fmt.Errorf("%s bytes %d-%d: %v: %w", d, off, off+n-1, err, hfserr.ErrIntegrity)
+	}
 	if err != nil {
-		return chunkResult{}, fmt.Errorf("fetch %s bytes %d-%d: %w", d, off, off+n-1, err)
+		return chunkResult{}, fmt.Errorf("%s bytes %d-%d: %w", d, off, off+n-1, err)
 	}
 	if int64(len(data)) != n {
 		return chunkResult{}, fmt.Errorf("fetch %s bytes %d-%d: got %d bytes: %w", d, off, off+n-1, len(data), hfserr.ErrIntegrity)
