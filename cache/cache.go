@@ -42,6 +42,10 @@ type Options struct {
 	Parallel       int           // concurrent range fetches per blob verification; 0 => 8
 	LazyVerifyMax  int64         // lazy: blobs at most this size are verified whole before serving (like strict); 0 => 16 MiB
 	QuarantineTime time.Duration // lazy: how long a blob that failed verification answers EIO; 0 => 30s
+	// BackgroundDelay is how long lazy mode waits after a blob's first read
+	// before fetching the rest to verify it, so that a reader touching a few
+	// chunks gets the bandwidth first. 0 => 1s; negative => no delay.
+	BackgroundDelay time.Duration
 	OnQuarantine   func(d digest.Digest)
 	Logger         *slog.Logger
 	Repository     string // for log lines only
@@ -80,6 +84,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.LazyVerifyMax == 0 {
 		o.LazyVerifyMax = defaultLazyVerify
+	}
+	if o.BackgroundDelay == 0 {
+		o.BackgroundDelay = time.Second
 	}
 	if o.QuarantineTime == 0 {
 		o.QuarantineTime = defaultQuarantine

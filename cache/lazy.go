@@ -33,6 +33,16 @@ func (c *Cache) startBackground(k blobKey) {
 	st.job = j
 	c.mu.Unlock()
 	if !c.spawn(func() {
+		if d := c.o.BackgroundDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				c.finishLazy(k, j, nil, c.ctx.Err())
+				return
+			}
+		}
 		select {
 		case c.bgSem <- struct{}{}:
 		case <-c.ctx.Done():
