@@ -25,6 +25,10 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 	if err != nil {
 		return err
 	}
+	copts, err := o.cacheOptions(logger, client.Repository())
+	if err != nil {
+		return err
+	}
 	if err := fs.CheckMountpoint(mountpoint, logger); err != nil {
 		return err
 	}
@@ -38,10 +42,6 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 	// The daemon context outlives every reader: shared fetches run under it.
 	dctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	copts, err := o.cacheOptions(logger, client.Repository())
-	if err != nil {
-		return err
-	}
 	var root *fs.Root
 	copts.OnQuarantine = func(d digestT) {
 		if root != nil {
