@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -75,9 +77,11 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 
 // CheckMountpoint makes sure dir is a directory we can mount on. A stale
 // mount left by a killed daemon ("transport endpoint is not connected")
-// is detached first.
+// is detached first. statfs is asked rather than stat: the kernel may
+// answer stat from cached attributes of the dead mount's root.
 func CheckMountpoint(dir string, logger *slog.Logger) error {
-	_, err := os.Stat(dir)
+	var sfs syscall.Statfs_t
+	err := syscall.Statfs(dir, &sfs)
 	if errors.Is(err, syscall.ENOTCONN) {
 		if logger != nil {
 			logger.Warn("detaching stale mount left by a previous daemon", "mountpoint", dir)
@@ -85,16 +89,47 @@ func CheckMountpoint(dir string, logger *slog.Logger) error {
 		if err := Detach(dir); err != nil {
 			return fmt.Errorf("mountpoint %s is a stale mount: %w", dir, err)
 		}
-		_, err = os.Stat(dir)
+		err = syscall.Statfs(dir, &sfs)
 	}
 	if err != nil {
 		return fmt.Errorf("mountpoint %s: %w", dir, err)
 	}
-	fi, _ := os.Stat(dir)
+	if sfs.Type == fuseSuperMagic && isHashfsMount(dir) {
+		return fmt.Errorf("mountpoint %s: a hashfs mount is already there; unmount it first", dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
 	if !fi.IsDir() {
 		return fmt.Errorf("mountpoint %s is not a directory", dir)
 	}
 	return nil
+}
+
+const fuseSuperMagic = 0x65735546
+
+// isHashfsMount reports whether dir itself is the root of a live hashfs mount.
+func isHashfsMount(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint opts... - fstype source superopts
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != abs {
+			continue
+		}
+		if i := strings.Index(line, " - "); i >= 0 && strings.HasPrefix(line[i+3:], "fuse.hashfs ") {
+			return true
+		}
+	}
+	return false
 }
 
 // Detach lazily unmounts dir: umount2(MNT_DETACH) as root, else

@@ -67,9 +67,12 @@ func (r *Root) OnAdd(ctx context.Context) {
 	r.AddChild("manifests", r.NewPersistentInode(ctx, &manifestsDir{root: r}, gofs.StableAttr{Mode: uint32(dir)}), false)
 }
 
-// Getattr makes the root read-only in its mode bits too.
+// Getattr makes the root read-only in its mode bits too. Its attributes
+// are not cached (1ns), so that after a crash stat(mountpoint) reports
+// ENOTCONN instead of the dead mount's cached attributes.
 func (r *Root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	r.dirAttr(&out.Attr)
+	out.SetTimeout(time.Nanosecond)
 	return 0
 }
 
