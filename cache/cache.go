@@ -46,9 +46,9 @@ type Options struct {
 	// before fetching the rest to verify it, so that a reader touching a few
 	// chunks gets the bandwidth first. 0 => 1s; negative => no delay.
 	BackgroundDelay time.Duration
-	OnQuarantine   func(d digest.Digest)
-	Logger         *slog.Logger
-	Repository     string // for log lines only
+	OnQuarantine    func(d digest.Digest)
+	Logger          *slog.Logger
+	Repository      string // for log lines only
 }
 
 const (
