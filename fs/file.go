@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"errors"
 	"io"
 	"syscall"
 
@@ -104,7 +103,9 @@ var (
 
 func (h *blobHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n, err := h.r.ReadAt(ctx, dest, off)
-	if err != nil && !errors.Is(err, io.EOF) {
+	// Only the cache's own bare io.EOF means end of blob: a transport
+	// error may wrap io.EOF too ("Get …: EOF"), and must stay an error.
+	if err != nil && err != io.EOF {
 		return nil, h.root.fail("read", h.desc, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0

@@ -27,22 +27,26 @@ func (s registrySource) StatManifest(ctx context.Context, ref string) (manifestv
 
 func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.c.Tags(ctx) }
 
-// stater answers size and media type of any digest: from a manifest that
-// named it, else a HEAD on the blob, else a HEAD on the manifest.
+// stater answers size and media type of any digest for sha256/<hex>.
+// The registry's HEAD is asked first, so that a manifest lying about a
+// blob's size cannot change what the honest path shows; a descriptor
+// seen in a manifest is the answer only while the registry is unreachable.
 type stater struct {
 	src  registrySource
 	repo *manifestview.Repo
 }
 
 func (s stater) Stat(ctx context.Context, d digest.Digest) (manifestview.Desc, error) {
-	if desc, ok := s.repo.Lookup(d); ok {
-		return desc, nil
-	}
+	known, ok := s.repo.Lookup(d)
 	size, err := s.src.c.StatBlob(ctx, d)
-	if err == nil {
+	switch {
+	case err == nil && ok && known.Size == size:
+		return known, nil
+	case err == nil:
 		return manifestview.Desc{Digest: d, Size: size, MediaType: "application/octet-stream"}, nil
-	}
-	if !errors.Is(err, hfserr.ErrNotFound) {
+	case errors.Is(err, hfserr.ErrUnavailable) && ok:
+		return known, nil
+	case !errors.Is(err, hfserr.ErrNotFound):
 		return manifestview.Desc{}, err
 	}
 	desc, merr := s.src.StatManifest(ctx, d.String())
