@@ -159,9 +159,10 @@ func (s *store) read(k chunkKey, n int64, want *[32]byte) ([]byte, [32]byte, boo
 	return data, sum, true
 }
 
-// readRange returns bytes [lo,hi) of chunk k (n bytes) without hashing,
-// if this process already checked the file against the trusted sum.
-func (s *store) readRange(k chunkKey, n int64, want *[32]byte, lo, hi int64) ([]byte, bool) {
+// readRange reads bytes [lo, lo+len(dst)) of chunk k (n bytes) into dst
+// without hashing, if this process already checked the file against the
+// trusted sum. On false, dst holds nothing of value.
+func (s *store) readRange(k chunkKey, n int64, want *[32]byte, lo int64, dst []byte) bool {
 	s.mu.Lock()
 	e, ok := s.lru.Get(k)
 	var snap entry
@@ -170,28 +171,25 @@ func (s *store) readRange(k chunkKey, n int64, want *[32]byte, lo, hi int64) ([]
 	}
 	s.mu.Unlock()
 	if !ok || snap.size != n || !snap.checked {
-		return nil, false
+		return false
 	}
 	if ref, ok := trust(&snap, want); !ok || ref != snap.sum {
-		return nil, false
+		return false
 	}
 	f, err := os.Open(s.path(k))
 	if err != nil {
 		s.drop(k, e, "unreadable", err)
-		return nil, false
+		return false
 	}
 	defer f.Close()
-	b := make([]byte, hi-lo)
-	if _, err := f.ReadAt(b, lo); err != nil && err != io.EOF {
+	if _, err := f.ReadAt(dst, lo); err != nil && err != io.EOF {
 		s.drop(k, e, "unreadable", err)
-		return nil, false
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, _ := s.lru.Peek(k); cur != e {
-		return nil, false
-	}
-	return b, true
+	cur, _ := s.lru.Peek(k)
+	return cur == e
 }
 
 // drop removes chunk k if its index entry is still e.

@@ -113,34 +113,35 @@ func (c *Cache) readChunks(ctx context.Context, k blobKey, tab *table, p []byte,
 		coff, ln := chunkSpan(k.size, cs, i)
 		lo := pos - coff
 		hi := min(ln, lo+int64(len(p)-n))
-		b, err := c.chunkRange(ctx, k, tab, i, ln, lo, hi)
+		m, err := c.chunkRange(ctx, k, tab, i, ln, lo, p[n:n+int(hi-lo)])
 		if err != nil {
 			return n, err
 		}
-		n += copy(p[n:], b)
+		n += m
 	}
 	return n, nil
 }
 
-// chunkRange returns bytes [lo,hi) of chunk i (ln bytes long).
-func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo, hi int64) ([]byte, error) {
+// chunkRange copies bytes [lo, lo+len(dst)) of chunk i (ln bytes long)
+// into dst.
+func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo int64, dst []byte) (int, error) {
 	ck := chunkKey{k.d, i}
 	var want *[32]byte
 	if tab != nil {
 		want = &tab.sums[i]
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == ln {
-			return b[lo:hi], nil
+			return copy(dst, b[lo:]), nil
 		}
 	}
-	if b, ok := c.store.readRange(ck, ln, want, lo, hi); ok {
-		return b, nil
+	if c.store.readRange(ck, ln, want, lo, dst) {
+		return len(dst), nil
 	}
 	res, err := c.startChunk(k, i, nil).wait(ctx)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if want != nil && res.sum != *want {
-		return nil, fmt.Errorf("%s chunk %d does not match its verified table: %w", k.d, i, hfserr.ErrIntegrity)
+		return 0, fmt.Errorf("%s chunk %d does not match its verified table: %w", k.d, i, hfserr.ErrIntegrity)
 	}
-	return res.data[lo:hi], nil
+	return copy(dst, res.data[lo:]), nil
 }

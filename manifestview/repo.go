@@ -37,6 +37,11 @@ type RepoOptions struct {
 	TagTTL time.Duration    // how long a tag answer is fresh; 0 means one minute
 	Logger *slog.Logger     // nil discards
 	Now    func() time.Time // nil means time.Now (tests)
+	// ResolveTagsWithGet resolves tags with a manifest GET instead of a
+	// HEAD: the same one round trip, and the document is then stored, so
+	// browsing the tag's tree costs no further request. Leave it off for
+	// registries that count GETs against a pull rate limit (Docker Hub).
+	ResolveTagsWithGet bool
 }
 
 const treeCacheSize = 256
@@ -49,6 +54,7 @@ const treeCacheSize = 256
 // to Registry or DocStore.
 type Repo struct {
 	reg  Registry
+	get  bool // ResolveTagsWithGet
 	docs DocStore
 	ttl  time.Duration
 	log  *slog.Logger
@@ -80,6 +86,7 @@ type tagTarget struct {
 func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 	r := &Repo{
 		reg:     reg,
+		get:     o.ResolveTagsWithGet,
 		docs:    docs,
 		ttl:     o.TagTTL,
 		log:     o.Logger,

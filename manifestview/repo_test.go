@@ -56,6 +56,9 @@ func (f *fakeRegistry) Manifest(ctx context.Context, ref string) (Doc, error) {
 	f.calls["manifest"]++
 	gate, entered, tamper := f.gate, f.entered, f.tamper
 	d, err := digest.Parse(ref)
+	if td, isTag := f.tags[ref]; isTag {
+		d, err = td, nil
+	}
 	doc, ok := f.docs[d]
 	f.mu.Unlock()
 	if entered != nil {

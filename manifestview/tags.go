@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hashfs/hashfs/internal/digest"
 	"regexp"
 	"slices"
 
@@ -169,8 +170,12 @@ func (r *Repo) Tag(ctx context.Context, name string) (Desc, error) {
 	return Desc{}, err
 }
 
-// stat resolves a tag with HEAD and records the manifest it names.
+// stat resolves a tag with HEAD (or GET, see ResolveTagsWithGet) and
+// records the manifest it names.
 func (r *Repo) stat(ctx context.Context, name string) (Desc, error) {
+	if r.get {
+		return r.fetchTag(ctx, name)
+	}
 	d, err := r.reg.StatManifest(ctx, name)
 	if err != nil {
 		return Desc{}, fmt.Errorf("tag %q: %w", name, err)
@@ -193,4 +198,20 @@ func validTags(names []string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// fetchTag resolves a tag with GET and stores the document, so that its
+// tree needs no further request.
+func (r *Repo) fetchTag(ctx context.Context, name string) (Desc, error) {
+	doc, err := r.reg.Manifest(ctx, name)
+	if err != nil {
+		return Desc{}, fmt.Errorf("tag %q: %w", name, err)
+	}
+	d := digest.Of(doc.Body)
+	if err := r.docs.PutDoc(d, doc.MediaType, doc.Body); err != nil {
+		r.log.Warn("cannot store document", "digest", d, "err", err)
+	}
+	desc := Desc{Digest: d, Size: int64(len(doc.Body)), MediaType: doc.MediaType}
+	r.record(desc, true)
+	return desc, nil
 }

@@ -179,3 +179,27 @@ func TestRepoTag(t *testing.T) {
 		t.Errorf("Tag(deleted, registry down) err = %v, want ErrUnavailable (nothing known)", err)
 	}
 }
+
+// With ResolveTagsWithGet, listing tags and browsing every tag's tree
+// costs one listing plus one GET per tag, and no HEAD.
+func TestRepoTagsResolvedWithGet(t *testing.T) {
+	reg := newFakeRegistry()
+	m1 := reg.add(MediaTypeOCIManifest, manifestBody(t, "l1"))
+	m2 := reg.add(MediaTypeOCIManifest, manifestBody(t, "l2"))
+	reg.tag("v1", m1)
+	reg.tag("v2", m2)
+	store := newMemStore()
+	r := NewRepo(reg, store, RepoOptions{TagTTL: time.Minute, ResolveTagsWithGet: true})
+	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"v1": m1, "v2": m2})
+	for _, d := range []digest.Digest{m1, m2} {
+		if _, err := r.Tree(context.Background(), d); err != nil {
+			t.Fatalf("Tree(%s): %v", d, err)
+		}
+	}
+	if h, g, l := reg.count("head"), reg.count("manifest"), reg.count("list"); h != 0 || g != 2 || l != 1 {
+		t.Errorf("requests: %d HEAD, %d GET, %d list; want 0, 2, 1", h, g, l)
+	}
+	if got, ok := r.Lookup(m2); !ok || got.Size != int64(len(manifestBody(t, "l2"))) {
+		t.Errorf("Lookup(m2) = %+v, %v", got, ok)
+	}
+}

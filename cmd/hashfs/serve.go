@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/hashfs/hashfs/cache"
@@ -54,7 +55,14 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 	}
 	defer c.Close()
 	src := registrySource{client}
-	repoView := manifestview.NewRepo(src, c, manifestview.RepoOptions{TagTTL: o.tagTTL, Logger: logger})
+	repoView := manifestview.NewRepo(src, c, manifestview.RepoOptions{
+		TagTTL: o.tagTTL,
+		Logger: logger,
+		// Docker Hub counts manifest GETs against its pull rate limit and
+		// HEADs not; elsewhere a GET costs the same round trip and saves
+		// fetching the manifest again when its tree is browsed.
+		ResolveTagsWithGet: !strings.HasPrefix(client.Repository(), "index.docker.io/"),
+	})
 	root = fs.NewRoot(fs.Config{
 		Repo:   repoView,
 		Cache:  c,
