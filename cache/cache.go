@@ -42,9 +42,9 @@ type Options struct {
 	Parallel       int           // concurrent range fetches per blob verification; 0 => 8
 	LazyVerifyMax  int64         // lazy: blobs at most this size are verified whole before serving (like strict); 0 => 16 MiB
 	QuarantineTime time.Duration // lazy: how long a blob that failed verification answers EIO; 0 => 30s
-	// BackgroundDelay is how long lazy mode waits after a blob's first read
-	// before fetching the rest to verify it, so that a reader touching a few
-	// chunks gets the bandwidth first. 0 => 1s; negative => no delay.
+	// BackgroundDelay is how long a blob must go unread in lazy mode before
+	// the rest of it is fetched to verify it, so that readers touching a few
+	// chunks get the bandwidth first. 0 => 1s; negative => no delay.
 	BackgroundDelay time.Duration
 	OnQuarantine    func(d digest.Digest)
 	Logger          *slog.Logger

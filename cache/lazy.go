@@ -9,7 +9,8 @@ import (
 // served chunk by chunk as reads touch it (one fetch per chunk, shared).
 // Those chunks are unverified: on disk they have no table, so a restart
 // deletes them. The first read starts a background job (at most
-// maxBackground at once across the cache) that gets the remaining chunks,
+// maxBackground at once across the cache), once the blob has gone unread
+// for BackgroundDelay, that gets the remaining chunks,
 // reusing the cached ones, hashes the blob in order and commits the table
 // on a match, which makes the chunks trusted. On a mismatch the blob is
 // quarantined.
@@ -25,6 +26,7 @@ func (c *Cache) startBackground(k blobKey) {
 	now := time.Now()
 	c.mu.Lock()
 	st := c.stateLocked(k)
+	st.lastRead = now
 	if st.job != nil || now.Before(st.failUntil) || now.Before(st.quarUntil) {
 		c.mu.Unlock()
 		return
@@ -33,15 +35,9 @@ func (c *Cache) startBackground(k blobKey) {
 	st.job = j
 	c.mu.Unlock()
 	if !c.spawn(func() {
-		if d := c.o.BackgroundDelay; d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.ctx.Done():
-				t.Stop()
-				c.finishLazy(k, j, nil, c.ctx.Err())
-				return
-			}
+		if err := c.waitIdle(k); err != nil {
+			c.finishLazy(k, j, nil, err)
+			return
 		}
 		select {
 		case c.bgSem <- struct{}{}:
@@ -54,6 +50,31 @@ func (c *Cache) startBackground(k blobKey) {
 		c.finishLazy(k, j, tab, err)
 	}) {
 		c.finishLazy(k, j, nil, errClosed)
+	}
+}
+
+// waitIdle returns once k has had no read for BackgroundDelay: readers
+// touching a few chunks get the bandwidth, and the rest of the blob is
+// fetched when they pause.
+func (c *Cache) waitIdle(k blobKey) error {
+	d := c.o.BackgroundDelay
+	if d <= 0 {
+		return nil
+	}
+	for {
+		c.mu.Lock()
+		wait := d - time.Since(c.stateLocked(k).lastRead)
+		c.mu.Unlock()
+		if wait <= 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return c.ctx.Err()
+		}
 	}
 }
 

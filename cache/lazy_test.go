@@ -227,3 +227,29 @@ func TestDocs(t *testing.T) {
 		t.Fatalf("GetDoc with empty media type = %q, %q, %v", gotMT, got, ok)
 	}
 }
+
+// Background verification waits until the blob has gone unread for
+// BackgroundDelay: a reader still busy with it gets all the bandwidth.
+func TestLazyBackgroundWaitsForIdle(t *testing.T) {
+	b := blob(23, 12*cs)
+	d := digest.Of(b)
+	size := int64(len(b))
+	src := newFake(b)
+	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, BackgroundDelay: 300 * time.Millisecond})
+	r := c.Open(d, size)
+	defer r.Close()
+	p := make([]byte, 100)
+	for i := int64(0); i < 8; i++ { // one read every 100 ms for 800 ms: never idle for 300 ms
+		if n, err := r.ReadAt(context.Background(), p, i*cs+5); err != nil || !bytes.Equal(p[:n], b[i*cs+5:i*cs+105]) {
+			t.Fatalf("read %d = %d, %v", i, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := src.answered(); got != 8*cs {
+		t.Fatalf("while reads went on, %d bytes were fetched; want only the 8 chunks read (%d)", got, 8*cs)
+	}
+	waitFor(t, "background verification once idle", func() bool { return c.Status(d, size).Verified })
+	if got := src.answered(); got != size {
+		t.Errorf("fetched %d bytes in all, want the blob once (%d)", got, size)
+	}
+}

@@ -83,6 +83,7 @@ type blobState struct {
 	failErr   error // the last failed verification, remembered until failUntil
 	failUntil time.Time
 	quarUntil time.Time // lazy: the blob answers ErrIntegrity until then
+	lastRead  time.Time // lazy: the last read served before verification
 }
 
 func (c *Cache) stateLocked(k blobKey) *blobState {
