@@ -46,7 +46,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.Var(&o.cacheMax, "cache-max-size", "hard budget for cached blob bytes, e.g. 512MiB, 20G; least recently used chunks are evicted, never ones an open file is reading")
 	f.StringVar(&o.verify, "verify", "strict", "strict: serve only bytes of blobs verified whole (or chunks matching a trusted chunk table); lazy: serve chunks as they arrive and finish verification in the background, quarantining blobs that do not match")
 	f.Var(&o.chunkSize, "chunk-size", "size of one range request and one cache file")
-	f.IntVar(&o.parallel, "parallel", 8, "concurrent range requests per blob")
+	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob (with the default 1MiB chunks: 16 MiB in flight)")
 	f.Var(&o.lazyVerifyMax, "lazy-verify-max", "with --verify lazy, blobs up to this size are still verified whole before serving")
 	f.DurationVar(&o.quarantineTime, "quarantine-time", 30*time.Second, "with --verify lazy, how long a blob that failed verification answers EIO before it is fetched again")
 	f.DurationVar(&o.tagTTL, "tag-ttl", time.Minute, "how long a tag's answer is used before it is resolved again (the last known answer is kept while the registry is down)")

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+)
+
+// sweepPoint is one chunk size × parallelism cell of the sweep.
+type sweepPoint struct {
+	Opts hfOpts        `json:"opts"`
+	Runs []measurement `json:"runs"`
+	MBps float64       `json:"mean_mb_per_s"` // mean over the runs that worked
+}
+
+// caseSweep reads the cold big blob on wan with chunk 1/4 MiB × parallel
+// 8/16, in rounds that visit every cell once (so drift from other load
+// hits all cells alike), and picks the settings every later hashfs case
+// uses: the fastest mean, unless a smaller chunk (lower random-read
+// latency, less over-fetch) or fewer connections come within 10% of it.
+func (b *bench) caseSweep(ctx context.Context) {
+	rounds := 2
+	if b.quick {
+		rounds = 1
+	}
+	b.logf("sweep: chunk size × parallel, cold %s, wan, strict, %d rounds", sizeName(b.big.Size), rounds)
+	for _, chunk := range []int64{1 << 20, 4 << 20} {
+		for _, par := range []int{8, 16} {
+			b.sweep = append(b.sweep, sweepPoint{Opts: hfOpts{Chunk: chunk, Parallel: par, Verify: "strict"}})
+		}
+	}
+	for r := 0; r < rounds; r++ {
+		for i := range b.sweep {
+			m := b.readHashfs(ctx, "sweep "+b.sweep[i].Opts.String(), b.wan, b.sweep[i].Opts, "", b.big)
+			b.sweep[i].Runs = append(b.sweep[i].Runs, m)
+		}
+	}
+	best := sweepPoint{}
+	for i := range b.sweep {
+		p := &b.sweep[i]
+		n := 0
+		for _, m := range p.Runs {
+			if m.ok() {
+				p.MBps += m.MBps
+				n++
+			}
+		}
+		if n > 0 {
+			p.MBps /= float64(n)
+		}
+		if p.MBps > best.MBps {
+			best = *p
+		}
+	}
+	if best.MBps == 0 {
+		b.warnOnce("sweep produced no figure; later cases use the defaults %s", b.chosen)
+		return
+	}
+	cands := []sweepPoint{}
+	for _, p := range b.sweep {
+		if p.MBps >= 0.9*best.MBps {
+			cands = append(cands, p)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].Opts.Chunk != cands[j].Opts.Chunk {
+			return cands[i].Opts.Chunk < cands[j].Opts.Chunk
+		}
+		return cands[i].Opts.Parallel < cands[j].Opts.Parallel
+	})
+	b.chosen = cands[0].Opts
+	if cands[0].Opts == best.Opts {
+		b.chosenWhy = fmt.Sprintf("it had the best mean (%.0f MB/s) and no smaller chunk or fewer connections came within 10%% of it", best.MBps)
+	} else {
+		b.chosenWhy = fmt.Sprintf("the best mean was %.0f MB/s (%s), and this is the smallest chunk with the fewest connections within 10%% of it (%.0f MB/s)",
+			best.MBps, best.Opts, cands[0].MBps)
+	}
+	b.logf("  chosen: %s", b.chosen)
+}
+
+// caseCold reads the cold big blob with every contender on both profiles.
+// The loopback hashfs read keeps its cache for the warm case.
+func (b *bench) caseCold(ctx context.Context) {
+	for _, prox := range []*proxy{b.wan, b.loop} {
+		name := fmt.Sprintf("cold sequential %s, %s", sizeName(b.big.Size), prox.prof.Name)
+		b.logf("%s", name)
+		curl := b.readCurl(ctx, name, prox, b.big)
+		crane := b.readCrane(ctx, name, prox, b.big)
+		hd := b.readHttpdirfs(ctx, name, prox, b.big)
+		keep := ""
+		if prox == b.loop {
+			keep = b.warmCache
+		}
+		h := b.readHashfs(ctx, name, prox, b.chosen, keep, b.big)
+		if prox == b.loop && h.ok() {
+			b.warmReady = true
+		}
+		minCurl, tgt := 3.0, "≥ 3× curl"
+		if prox == b.loop {
+			minCurl, tgt = 0.8, "≥ 0.8× curl"
+		}
+		b.rows = append(b.rows,
+			ratioRow(name+", strict, vs curl", h, curl, minCurl, tgt),
+			ratioRow(name+", strict, vs httpdirfs", h, hd, 2, "≥ 2× httpdirfs"),
+			ratioRow(name+", strict, vs crane blob", h, crane, 0, "— (for information)"))
+	}
+}
+
+// caseWarmHot reads the big blob from a populated hashfs cache with the
+// page cache dropped (warm) and from the page cache (hot), against cat of
+// a local copy. Warm is measured on fresh mounts (each chunk is checked
+// against its trusted table once per process) and once more on the same
+// mount; the last mount also runs the readahead sweep.
+func (b *bench) caseWarmHot(ctx context.Context) {
+	name := "warm read " + sizeName(b.big.Size)
+	b.logf("%s / hot read", name)
+	if !b.warmReady {
+		m := b.readHashfs(ctx, "warm setup (cold read)", b.loop, b.chosen, b.warmCache, b.big)
+		b.warmReady = m.ok()
+	}
+	var warm, warmSame, local, hot, localHot []measurement
+	var last *daemon
+	var lastMnt string
+	defer func() { last.stop() }()
+	for i := 0; i < 3; i++ {
+		last.stop()
+		d, mnt, err := b.hashfsMount(ctx, b.loop, blobRepo, b.chosen, b.warmCache)
+		if err != nil {
+			m := measurement{Case: name, Contender: "hashfs", Profile: "loopback"}
+			m.fail("%v", err)
+			warm = append(warm, b.record(m))
+			break
+		}
+		last, lastMnt = d, mnt
+		warm = append(warm, b.catOn(ctx, name, d, filepath.Join(mnt, "sha256", b.big.Hex), b.big.Size, true))
+		local = append(local, b.readLocal(ctx, name, b.big.Local, b.big.Size, true))
+	}
+	if last != nil && last.alive() {
+		path := filepath.Join(lastMnt, "sha256", b.big.Hex)
+		warmSame = append(warmSame, b.catOn(ctx, name+", same mount", last, path, b.big.Size, true))
+		b.readaheadSweep(ctx, last, lastMnt, path)
+		// Hot: fill both page caches, then alternate so drift hits both.
+		b.catOn(ctx, "hot read (fill)", last, path, b.big.Size, false)
+		b.readLocal(ctx, "hot read (fill)", b.big.Local, b.big.Size, false)
+		for i := 0; i < 5; i++ {
+			hot = append(hot, b.catOn(ctx, "hot read "+sizeName(b.big.Size), last, path, b.big.Size, false))
+			localHot = append(localHot, b.readLocal(ctx, "hot read "+sizeName(b.big.Size), b.big.Local, b.big.Size, false))
+		}
+	}
+	w := median(warm)
+	r := ratioRow(name+" (hashfs cache, page cache dropped, fresh mount)", w, median(local), 0.9, "≥ 0.9× local cat")
+	if w.Registry != nil && w.Registry.BlobBytes > 0 {
+		r.Notes = joinNotes(r.Notes, fmt.Sprintf("fetched %s from the registry: not a warm read", sizeName(w.Registry.BlobBytes)))
+	}
+	r.Notes = joinNotes(r.Notes, "median of 3")
+	b.rows = append(b.rows, r)
+	if len(warmSame) > 0 {
+		b.rows = append(b.rows, ratioRow(name+" (same mount again: chunks already checked)", median(warmSame), median(local), 0, "— (for information)"))
+	}
+	hr := ratioRow("hot read "+sizeName(b.big.Size)+" (page cache)", median(hot), median(localHot), 0.95, "≥ 0.95× local cat")
+	hr.Notes = joinNotes(hr.Notes, "median of 5, alternating with the local reads")
+	b.rows = append(b.rows, hr)
+}
+
+// catOn times one cat of path on a running hashfs mount.
+func (b *bench) catOn(ctx context.Context, caseName string, d *daemon, path string, size int64, dropCache bool) measurement {
+	m := measurement{Case: caseName, Contender: "hashfs", Profile: "loopback", Flags: b.chosen.String(), Bytes: size}
+	if dropCache {
+		b.cold(&m)
+	}
+	b.timed(ctx, &m, b.loop, d, [][]string{{"cat", path}})
+	if ra, err := getReadahead(d.dir); err == nil {
+		m.extra("read_ahead_kb", ra)
+	}
+	return b.record(m)
+}
+
+// readaheadPoint is one read_ahead_kb setting of the warm readahead sweep.
+type readaheadPoint struct {
+	KB      int         `json:"read_ahead_kb"`
+	Default bool        `json:"default"`
+	M       measurement `json:"measurement"`
+}
+
+// readaheadSweep measures warm reads with the mount's read_ahead_kb set
+// to a few values (root only), then restores the value hashfs got.
+func (b *bench) readaheadSweep(ctx context.Context, d *daemon, mnt, path string) {
+	def, err := getReadahead(mnt)
+	if err != nil {
+		b.warnOnce("readahead sweep skipped: %v", err)
+		return
+	}
+	b.defaultRA = def
+	kbs := []int{128, 1024, 4096, 16384}
+	if !slices.Contains(kbs, def) {
+		kbs = append(kbs, def)
+		slices.Sort(kbs)
+	}
+	for _, kb := range kbs {
+		if err := setReadahead(mnt, kb); err != nil {
+			b.warnOnce("readahead sweep skipped: %v", err)
+			return
+		}
+		m := b.catOn(ctx, fmt.Sprintf("readahead sweep %d KiB", kb), d, path, b.big.Size, true)
+		b.raSweep = append(b.raSweep, readaheadPoint{KB: kb, Default: kb == def, M: m})
+	}
+	if err := setReadahead(mnt, def); err != nil {
+		b.warnOnce("could not restore read_ahead_kb: %v", err)
+	}
+}
+
+// median returns the measurement with the median throughput (errors sort
+// last, so a single failure does not hide two good runs).
+func median(ms []measurement) measurement {
+	if len(ms) == 0 {
+		return measurement{Error: "not measured"}
+	}
+	s := append([]measurement(nil), ms...)
+	sort.SliceStable(s, func(i, j int) bool {
+		if s[i].ok() != s[j].ok() {
+			return s[i].ok()
+		}
+		return s[i].MBps > s[j].MBps
+	})
+	good := 0
+	for _, m := range s {
+		if m.ok() {
+			good++
+		}
+	}
+	if good == 0 {
+		return s[0]
+	}
+	return s[(good-1)/2]
+}
+
+func sizeName(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func removeDir(dir string) { _ = os.RemoveAll(dir) }

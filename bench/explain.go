@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// explain says, from the numbers of a failing row, where the time went.
+func (b *bench) explain(r row) string {
+	if r.h == nil {
+		return joinSentences(r.why, r.Notes)
+	}
+	h := r.h
+	if !h.ok() {
+		return "It could not be measured: " + h.Error
+	}
+	var parts []string
+	if h.CPU != nil && h.Seconds > 0 {
+		d := h.CPU["hashfs"]
+		sum := h.CPU["readers"] + d + h.CPU["registry"] + h.CPU["proxy"]
+		busy := sum / (2 * h.Seconds)
+		parts = append(parts, fmt.Sprintf("During the read the two cores were %.0f%% busy (hashfs %.1f s, registry %.1f s, "+
+			"proxy %.1f s, readers %.1f s of CPU in %.1f s wall)", 100*busy, d, h.CPU["registry"], h.CPU["proxy"], h.CPU["readers"], h.Seconds))
+		switch {
+		case d < 0.05*h.Seconds && strings.HasPrefix(h.Case, "hot"):
+			parts = append(parts, "hashfs itself did no work: the kernel served every byte from the page cache, so the gap is "+
+				"the kernel's FUSE read path (and timing noise: the whole read takes a fraction of a second)")
+		case busy >= 0.8:
+			parts = append(parts, "so the CPU of this 2-core VM is the limit: the registry and the shaping proxy, which a real "+
+				"deployment would not run on the reading host, take their share of the same two cores")
+		case d/h.Seconds >= 0.8:
+			parts = append(parts, "hashfs used about a full core: its per-byte work (sha256, FUSE copies, cache file I/O) is the limit")
+		default:
+			parts = append(parts, "the CPU was not saturated, so the time goes to waiting: request latency, FUSE round trips or the disk")
+		}
+	}
+	if fb, ok := h.Extra["first_byte_s"].(float64); ok && fb > 0.5*h.Seconds && strings.Contains(h.Flags, "strict") {
+		parts = append(parts, fmt.Sprintf("the first 4 KiB arrived only after %.1f s of %.1f s: with --verify strict no byte is served "+
+			"before the whole blob is fetched, hashed and written to the cache, and then every byte is read back from the chunk files, "+
+			"so a cold read is two phases in a row, not one stream", fb, h.Seconds))
+	}
+	if r.p != nil && r.p.ok() && r.p.Contender == "local cat" && r.p.CPU != nil {
+		parts = append(parts, fmt.Sprintf("the local peer needs only %.1f CPU-s for the same bytes", r.p.CPU["readers"]))
+	}
+	if ra, ok := h.Extra["read_ahead_kb"]; ok {
+		parts = append(parts, fmt.Sprintf("the mount's readahead was %v KiB", ra))
+	}
+	if r.p != nil && r.p.ok() && r.p.Contender == "local cat" && r.p.MBps > 1500 && strings.Contains(r.Case, "page cache dropped") {
+		parts = append(parts, fmt.Sprintf("the local file is read at %.1f GB/s even with the page cache dropped, so this VM's disk "+
+			"is served from the host's memory and the target compares a FUSE round trip per request with memory bandwidth", r.p.MBps/1000))
+	}
+	if best := b.bestReadahead(); best != nil && strings.HasPrefix(r.Case, "warm") {
+		parts = append(parts, fmt.Sprintf("with read_ahead_kb = %d the same warm read ran at %.0f MB/s (see the readahead table)", best.KB, best.M.MBps))
+	}
+	out := joinSentences(strings.Join(parts, "; ")+".", r.why)
+	if out == "" {
+		return r.Notes
+	}
+	return out
+}
+
+func joinSentences(a, b string) string {
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	switch {
+	case a == "" || a == ".":
+		return b
+	case b == "":
+		return a
+	}
+	return a + " " + b
+}
+
+func (b *bench) bestReadahead() *readaheadPoint {
+	var top float64
+	for _, p := range b.raSweep {
+		if p.M.ok() && p.M.MBps > top {
+			top = p.M.MBps
+		}
+	}
+	for i := range b.raSweep { // ascending: the smallest within 5% of the top
+		if p := &b.raSweep[i]; p.M.ok() && p.M.MBps >= 0.95*top {
+			return p
+		}
+	}
+	return nil
+}

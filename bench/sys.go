@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// dropCaches writes back dirty pages and drops the page cache, dentries
+// and inodes. It needs root; the error says why it could not.
+func dropCaches() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200)
+}
+
+// mountEntry finds dir in /proc/self/mountinfo and returns its device
+// ("0:57") and filesystem type, or ok=false.
+func mountEntry(dir string) (dev, fstype string, ok bool) {
+	dir = filepath.Clean(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || unescapeMount(fields[4]) != dir {
+			continue
+		}
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) {
+				fstype = fields[i+1]
+			}
+		}
+		dev, ok = fields[2], true
+	}
+	return dev, fstype, ok
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// readaheadPath is the sysfs knob of the mount's backing device.
+func readaheadPath(dir string) (string, error) {
+	dev, _, ok := mountEntry(dir)
+	if !ok {
+		return "", fmt.Errorf("%s is not mounted", dir)
+	}
+	return "/sys/class/bdi/" + dev + "/read_ahead_kb", nil
+}
+
+func getReadahead(dir string) (int, error) {
+	p, err := readaheadPath(dir)
+	if err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func setReadahead(dir string, kb int) error {
+	p, err := readaheadPath(dir)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(strconv.Itoa(kb)), 0o200)
+}
+
+// vmHWM reads the peak resident set size of pid in bytes.
+func vmHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// cleanups runs registered functions in reverse order, once.
+type cleanups struct{ fns []func() }
+
+func (c *cleanups) add(fn func()) { c.fns = append(c.fns, fn) }
+
+func (c *cleanups) run() {
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		c.fns[i]()
+	}
+	c.fns = nil
+}
