@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -977,12 +978,15 @@ func TestLoad(t *testing.T) {
 	}
 	rig.p.set(func(f *faults) { f.latency = 2 * time.Millisecond })
 	// About 22 MiB of blobs in an 8 MiB cache: evictions keep blobs cold.
-	m := rig.mount(t, "--cache-max-size", "8MiB", "--chunk-size", "256KiB")
+	pprofAddr := freeAddr(t)
+	m := rig.mount(t, "--cache-max-size", "8MiB", "--chunk-size", "256KiB", "--pprof-addr", pprofAddr)
 	pid := m.cmd.Process.Pid
 	for _, b := range blobs[:6] { // a few warm ones
 		wantBytes(t, "warm-up", timedRead(t, m.path(b.path), cmdTimeout), b.data)
 	}
 	_, _, threads0, _ := procStatus(pid)
+	goroutines0 := goroutineCount(t, pprofAddr)
+	maxG := goroutines0
 
 	var (
 		mu        sync.Mutex
@@ -1004,9 +1008,10 @@ func TestLoad(t *testing.T) {
 				return
 			case <-tk.C:
 				_, rss, thr, err := procStatus(pid)
+				g := goroutineCount(t, pprofAddr)
 				if err == nil {
 					mu.Lock()
-					maxThr, maxRSS = max(maxThr, thr), max(maxRSS, rss)
+					maxThr, maxRSS, maxG = max(maxThr, thr), max(maxRSS, rss), max(maxG, g)
 					mu.Unlock()
 				}
 			}
@@ -1057,6 +1062,14 @@ func TestLoad(t *testing.T) {
 	wantBytes(t, "a read after the load", after, blobs[len(blobs)-1].data)
 	time.Sleep(2 * time.Second)
 	_, _, thrIdle, _ := procStatus(pid)
+	goroutinesIdle := goroutineCount(t, pprofAddr)
+	// Bounded: no goroutine per request survives the load.
+	if goroutinesIdle > goroutines0+16 {
+		t.Errorf("goroutines: %d before the load, %d two seconds after it: a leak", goroutines0, goroutinesIdle)
+	}
+	if maxG > 4000 {
+		t.Errorf("the daemon reached %d goroutines under 64 readers, want <= 4000", maxG)
+	}
 
 	if len(errs) > 0 {
 		t.Errorf("%d of %d reads failed, first: %s", len(errs), len(lat), strings.Join(errs[:min(5, len(errs))], "; "))
@@ -1086,6 +1099,24 @@ func TestLoad(t *testing.T) {
 	}
 	row.reader = fmt.Sprintf("%d whole-file reads of 16 blobs (64 KiB-3 MiB, by digest and by tag), half after dropping the page cache: %d errors, %d wrong; no read hung", len(lat), len(errs), countLines(strings.Join(errs, "\n"), "WRONG"))
 	row.daemon = fmt.Sprintf("fetched, verified, evicted and refetched under an 8 MiB cache budget: %.1f MiB of blobs, %.0f MiB fetched from the registry (2 ms added latency per request)", float64(total)/(1<<20), float64(refetched)/(1<<20))
-	row.figures = fmt.Sprintf("%.0f MiB read in %v; latency p50 %s, p99 %s, max %s; VmHWM %d MiB (RSS at end %d MiB); threads %d before, max %d, %d at end, %d idle",
-		float64(bytesRead)/(1<<20), duration, ms(pct(0.5)), ms(pct(0.99)), ms(lat[len(lat)-1]), hwm>>10, rssEnd>>10, threads0, maxThr, thrEnd, thrIdle)
+	row.figures = fmt.Sprintf("%.0f MiB read in %v; latency p50 %s, p99 %s, max %s; VmHWM %d MiB (RSS at end %d MiB); threads %d before, max %d, %d at end, %d idle; goroutines %d before, max %d, %d idle after",
+		float64(bytesRead)/(1<<20), duration, ms(pct(0.5)), ms(pct(0.99)), ms(lat[len(lat)-1]), hwm>>10, rssEnd>>10, threads0, maxThr, thrEnd, thrIdle, goroutines0, maxG, goroutinesIdle)
+}
+
+// goroutineCount asks the daemon's --pprof-addr how many goroutines it
+// runs ("goroutine profile: total N"); -1 if it cannot tell.
+func goroutineCount(t *testing.T, addr string) int {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Errorf("goroutine count: %v", err)
+		return -1
+	}
+	defer resp.Body.Close()
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	var n int
+	if _, err := fmt.Sscanf(line, "goroutine profile: total %d", &n); err != nil {
+		t.Errorf("goroutine count: %q: %v", line, err)
+		return -1
+	}
+	return n
 }

@@ -28,6 +28,7 @@ type options struct {
 	debug          bool
 	fuseDebug      bool
 	memoryLimit    units.Size
+	pprofAddr      string
 }
 
 func defaultCacheDir() string {
@@ -54,6 +55,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root); permissions are enforced")
 	f.BoolVar(&o.debug, "debug", false, "log every registry request and cache decision")
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
+	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
 	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
 }
 

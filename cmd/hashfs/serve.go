@@ -33,6 +33,11 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 	if err := fs.CheckMountpoint(mountpoint, logger); err != nil {
 		return err
 	}
+	if o.pprofAddr != "" {
+		if err := startPprof(o.pprofAddr, logger); err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = client.Ping(pctx)
 	cancel()
