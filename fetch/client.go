@@ -144,6 +144,11 @@ func New(repo string, o Options) (*Client, error) {
 	return c, nil
 }
 
+// MaxIdleConnsPerHost bounds the keep-alive connections kept per host
+// between reads (two goroutines each); enough to reuse every connection
+// of a few blobs fetched with --parallel 16.
+const MaxIdleConnsPerHost = 50
+
 func defaultTransport() http.RoundTripper {
 	t, ok := remote.DefaultTransport.(*http.Transport)
 	if !ok {
@@ -152,6 +157,8 @@ func defaultTransport() http.RoundTripper {
 	t = t.Clone()
 	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = headerTimeout
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	t.IdleConnTimeout = 30 * time.Second
 	return t
 }
 
