@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/internal/hfserr"
 	"github.com/hashfs/hashfs/manifestview"
 )
 
@@ -130,7 +132,12 @@ func (h *docHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Read
 // fail logs err once with what was asked and returns its errno.
 func (r *Root) fail(op string, desc manifestview.Desc, err error) syscall.Errno {
 	e := toErrno(err)
-	if e != syscall.EINTR {
+	switch {
+	case e == syscall.EINTR:
+	case errors.Is(err, hfserr.ErrNotFound) && !errors.Is(err, hfserr.ErrInvalid):
+		// Asking for a digest that is not there is routine (contentid probes).
+		r.cfg.Logger.Debug(op+" failed", "digest", desc.Digest.String(), "errno", e.Error(), "err", err)
+	default:
 		r.cfg.Logger.Warn(op+" failed", "digest", desc.Digest.String(), "errno", e.Error(), "err", err)
 	}
 	return e

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -119,21 +121,44 @@ func isHashfsMount(dir string) bool {
 	if err != nil {
 		return false
 	}
+	ms, _ := Mounts()
+	return slices.Contains(ms, abs)
+}
+
+// Mounts lists the mountpoints of hashfs mounts (fuse.hashfs in
+// /proc/self/mountinfo).
+func Mounts() ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil, err
 	}
+	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
 		// id parent major:minor root mountpoint opts... - fstype source superopts
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] != abs {
-			continue
-		}
-		if i := strings.Index(line, " - "); i >= 0 && strings.HasPrefix(line[i+3:], "fuse.hashfs ") {
-			return true
+		pre, post, ok := strings.Cut(line, " - ")
+		f := strings.Fields(pre)
+		if ok && len(f) >= 5 && strings.HasPrefix(post, "fuse.hashfs ") {
+			out = append(out, unescapeMountinfo(f[4]))
 		}
 	}
-	return false
+	return out, nil
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // Detach lazily unmounts dir: umount2(MNT_DETACH) as root, else

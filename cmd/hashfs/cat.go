@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/fetch"
+	"github.com/hashfs/hashfs/internal/digest"
+)
+
+func newCatCmd() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "cat [flags] ID SOURCE...",
+		Short: "Write the verified bytes of a content id to stdout, with no mount",
+		Long: `cat finds ID in the SOURCE repositories, in order, and writes its bytes to
+standard output only once they are verified against the id (--verify strict):
+a source that lacks the blob, fails, or serves bytes that do not match is
+skipped for the next one. It exits non-zero when no source gives the right
+bytes. ID is hash://sha256/<hex>, sha256:<hex>, <hex> or sha256-<base64>.
+
+Unless --cache-dir is given, the bytes pass through a private temporary
+cache that is removed afterwards.`,
+		Example: `  hashfs cat hash://sha256/9412325831dab22aeebdd674b6eb53ba6b7bdd04bb99a4dbb21ddff646287e37 ghcr.io/ns/data > vostok.co2`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := digest.ParseID(args[0])
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("cache-dir") {
+				dir, err := os.MkdirTemp("", "hashfs-cat-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				o.cacheDir = dir
+			}
+			var errs []error
+			for _, src := range args[1:] {
+				err := catFrom(cmd.Context(), o, d, src, cmd.OutOrStdout())
+				if err == nil {
+					return nil
+				}
+				if errors.Is(err, errOutput) {
+					return err
+				}
+				o.logger().Warn("source did not give the blob, trying the next", "source", src, "err", err)
+				errs = append(errs, fmt.Errorf("%s: %w", src, err))
+			}
+			return fmt.Errorf("%s: no source gave verified bytes: %w", d, errors.Join(errs...))
+		},
+	}
+	o.register(cmd.Flags())
+	return cmd
+}
+
+var errOutput = errors.New("writing output")
+
+// catFrom copies blob d of repo to w through a strict cache: the first
+// byte is written only after the whole blob verified.
+func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io.Writer) error {
+	logger := o.logger()
+	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
+	if err != nil {
+		return err
+	}
+	size, err := client.StatBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	copts, err := o.cacheOptions(logger, client.Repository())
+	if err != nil {
+		return err
+	}
+	copts.Mode = cache.Strict
+	c, err := cache.Open(ctx, client, copts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := c.Open(d, size)
+	defer r.Close()
+	buf := make([]byte, copts.ChunkSize)
+	for off := int64(0); off < size; {
+		n, err := r.ReadAt(ctx, buf, off)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("%w: %v", errOutput, werr)
+			}
+			off += int64(n)
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashfs/hashfs/internal/seed"
+)
+
+// flipBlobs corrupts the first byte of every blob body a registry sends.
+func flipBlobs(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+	})
+}
+
+type flipWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (f *flipWriter) Write(b []byte) (int, error) {
+	if !f.done && len(b) > 0 {
+		f.done = true
+		c := bytes.Clone(b)
+		c[0] ^= 0xff
+		return f.ResponseWriter.Write(c)
+	}
+	return f.ResponseWriter.Write(b)
+}
+
+// hashfsCmd runs the binary and returns stdout, stderr and the error.
+func hashfsCmd(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hashfsBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// TestCatAndResolve: hashfs cat finds an id across sources in order,
+// skipping one without it and one serving corrupted bytes, and writes
+// nothing at all when no source verifies; hashfs resolve finds the id in
+// a mount. Every id form works; bad ids fail clearly.
+func TestCatAndResolve(t *testing.T) {
+	vostok := seed.Vostok()
+	sum := sha256.Sum256(vostok)
+	hex := sha256Hex(vostok)
+	empty := startGGCR(t, nil) + "/cat/data"
+	good := startGGCR(t, nil) + "/cat/data"
+	bad := startGGCR(t, flipBlobs) + "/cat/data"
+	pushFile(t, good, "v1", "vostok.icecore.co2", vostok)
+	pushFile(t, bad, "v1", "vostok.icecore.co2", vostok)
+	pushFile(t, empty, "other", "other.bin", []byte("not the blob"))
+
+	ids := []string{"hash://sha256/" + hex, "sha256:" + hex, hex, "sha256-" + base64.StdEncoding.EncodeToString(sum[:])}
+	for _, id := range ids {
+		out, errs, err := hashfsCmd(t, "cat", id, empty, bad, good)
+		if err != nil || out != string(vostok) {
+			t.Errorf("cat %s: %d bytes, err %v, want the fixture\n%s", id, len(out), err, errs)
+		}
+		// Both the source without the blob and the one whose bytes do not
+		// verify are named as skipped.
+		if strings.Count(errs, "trying the next") != 2 || !strings.Contains(errs, "content hashes to") {
+			t.Errorf("cat %s: stderr does not say both sources were skipped, one for its bytes:\n%s", id, errs)
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"only a corrupting source", []string{"cat", ids[0], bad}, "no source gave verified bytes"},
+		{"id nowhere", []string{"cat", "sha256:" + strings.Repeat("0", 64), empty, good}, "no source gave verified bytes"},
+		{"malformed id", []string{"cat", "hash://md5/abc", good}, "want hash://sha256/<hex>"},
+		{"bad repository", []string{"cat", ids[0], "Bad//Repo"}, "repository"},
+	} {
+		out, errs, err := hashfsCmd(t, tc.args...)
+		if err == nil || out != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %v, %d bytes on stdout, stderr %q; want a non-zero exit, no output, %q", tc.name, err, len(out), errs, tc.want)
+		}
+	}
+
+	m := mount(t, good)
+	want := filepath.Join(m.dir, "sha256", hex)
+	for _, args := range [][]string{{"resolve", "--mount", m.dir, ids[3]}, {"resolve", ids[0]}} {
+		out, errs, err := hashfsCmd(t, args...)
+		if err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("%v = %q, %v (%s), want %s", args, out, err, errs, want)
+		}
+	}
+	if got := mustRead(t, want); !bytes.Equal(got, vostok) {
+		t.Error("the resolved path does not read the fixture")
+	}
+	if out, errs, err := hashfsCmd(t, "resolve", "--mount", m.dir, strings.Repeat("0", 64)); err == nil || out != "" || !strings.Contains(errs, "not found") {
+		t.Errorf("resolve of an unknown id: %q, %v, %q", out, err, errs)
+	}
+}
