@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -876,6 +877,22 @@ func TestBadInput(t *testing.T) {
 	if strings.Contains(m.stderr(), "panic") {
 		t.Errorf("the daemon logged a panic:\n%s", m.stderr())
 	}
+	// No name from a manifest reaches the cache: every path under it is
+	// made of the fixed directory names, hex digests and chunk numbers.
+	cacheName := regexp.MustCompile(`^(chunks|tables|docs|tmp|[0-9a-f]{2}|[0-9a-f]{64}|[0-9]+|w-[0-9]+)$`) // w-N: a temp file being written
+	cachePaths := 0
+	filepath.WalkDir(m.cacheDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == m.cacheDir {
+			return nil
+		}
+		cachePaths++
+		if !cacheName.MatchString(d.Name()) {
+			t.Errorf("cache path %s is not made of digests and chunk numbers", p)
+		}
+		return nil
+	})
+	notes = append(notes, fmt.Sprintf("cache dir afterwards: %d paths, all digests, chunk numbers or fixed names", cachePaths))
+
 	var hugeLog string
 	if !waitFor(2*time.Second, func() bool { hugeLog = firstLine(m.stderr(), huge, "limit"); return hugeLog != "" }) {
 		t.Errorf("no log line says why the %d-byte manifest sha256:%s is refused", 4<<20+1024, huge[:12])
