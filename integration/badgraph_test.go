@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -108,7 +109,8 @@ func TestBadInputGraph(t *testing.T) {
 	if !errors.Is(swapErr, syscall.EIO) {
 		t.Errorf("manifest served with other bytes: %v, want EIO", swapErr)
 	}
-	if !strings.Contains(m.stderr(), otherHex) {
+	// The daemon's stderr reaches the test through a pipe: give it a moment.
+	if !waitFor(2*time.Second, func() bool { return strings.Contains(m.stderr(), otherHex) }) {
 		t.Errorf("daemon log does not name the manifest that failed:\n%s", m.stderr())
 	}
 	// Still up; an honest manifest still reads.

@@ -421,7 +421,7 @@ func TestFaultCorruptStrict(t *testing.T) {
 	dropPageCache(t, goodFile)
 	other := timedRead(t, goodFile, cmdTimeout)
 	wantBytes(t, "the cached blob during the fault", other, good)
-	logged := strings.Contains(m.stderr(), hexd)
+	logged := waitFor(2*time.Second, func() bool { return strings.Contains(m.stderr(), hexd) }) // stderr arrives through a pipe
 	if !logged {
 		t.Errorf("no daemon log line names the digest %s", hexd)
 	}
