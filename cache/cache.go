@@ -121,6 +121,7 @@ type Cache struct {
 	tables  *tables
 	docsDir string
 	tmpDir  string
+	lock    *os.File // flock held on <Dir>/lock while open
 	chunks  flight[chunkFlightKey, chunkResult]
 	recent  *lru.Cache[chunkKey, []byte] // verified chunks that did not fit on disk
 	bgSem   chan struct{}                // lazy background verifications
@@ -154,6 +155,16 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	if err := os.Chmod(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	lock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	sub := func(name string) string { return filepath.Join(o.Dir, name) }
 	if err := os.RemoveAll(sub("tmp")); err != nil {
 		return nil, fmt.Errorf("cache: clearing temp files: %w", err)
@@ -168,7 +179,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	}
 	log := o.Logger.With("component", "cache")
 	c := &Cache{
-		o: o, src: src, log: log,
+		o: o, src: src, log: log, lock: lock,
 		store:   newStore(sub("chunks"), sub("tmp"), o.MaxSize, log),
 		tables:  newTables(sub("tables"), sub("tmp"), o.ChunkSize, log),
 		docsDir: sub("docs"),
@@ -189,6 +200,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	log.Info("cache opened", "dir", o.Dir, "mode", o.Mode.String(), "usage", c.store.usageBytes(),
 		"max", o.MaxSize, "verified_blobs", len(sizes), "removed_unverified_chunks", removed)
 	c.ctx, c.cancel = context.WithCancel(ctx)
+	ok = true
 	return c, nil
 }
 
@@ -196,11 +208,15 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 // errors wrapping hfserr.ErrUnavailable.
 func (c *Cache) Close() error {
 	c.life.Lock()
+	was := c.closed
 	c.closed = true
 	c.life.Unlock()
+	if was {
+		return nil
+	}
 	c.cancel()
 	c.wg.Wait()
-	return nil
+	return c.lock.Close()
 }
 
 // spawn runs fn in a goroutine that Close waits for. It reports false,

@@ -141,8 +141,21 @@ func blob(seed uint64, n int) []byte {
 	return b
 }
 
+// openDirs is the cache each test directory has open: opening a
+// directory again stands for a restart, so the earlier process lets go
+// of it first (as its exit would release the lock).
+var openDirs = struct {
+	sync.Mutex
+	m map[string]*Cache
+}{m: map[string]*Cache{}}
+
 func openCache(t *testing.T, dir string, src Source, o Options) *Cache {
 	t.Helper()
+	openDirs.Lock()
+	if prev := openDirs.m[dir]; prev != nil {
+		prev.Close()
+	}
+	openDirs.Unlock()
 	o.Dir = dir
 	if o.ChunkSize == 0 {
 		o.ChunkSize = cs
@@ -151,6 +164,9 @@ func openCache(t *testing.T, dir string, src Source, o Options) *Cache {
 	if err != nil {
 		t.Fatal(err)
 	}
+	openDirs.Lock()
+	openDirs.m[dir] = c
+	openDirs.Unlock()
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashfs/hashfs/internal/digest"
@@ -110,4 +111,29 @@ func TestFileModes(t *testing.T) {
 			t.Errorf("%s is empty", sub)
 		}
 	}
+}
+
+// One process owns a cache directory; a second Open fails clearly until
+// the first closes.
+func TestOpenLocksDir(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	first, err := Open(context.Background(), src, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), src, Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use by another hashfs process") {
+		t.Fatalf("second Open of a locked cache dir: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	again, err := Open(context.Background(), src, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	again.Close()
 }

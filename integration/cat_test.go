@@ -111,3 +111,22 @@ func TestCatAndResolve(t *testing.T) {
 		t.Errorf("resolve of an unknown id: %q, %v, %q", out, err, errs)
 	}
 }
+
+// TestCacheDirInUse: a second daemon on a cache directory that a live
+// daemon owns exits with a clear line before mounting anything.
+func TestCacheDirInUse(t *testing.T) {
+	repo := startGGCR(t, nil) + "/lock/data"
+	pushFile(t, repo, "v1", "vostok.icecore.co2", seed.Vostok())
+	m := mount(t, repo)
+	second := t.TempDir()
+	_, errs, err := hashfsCmd(t, "mount", "--cache-dir", m.cacheDir, repo, second)
+	if err == nil || !strings.Contains(errs, "in use by another hashfs process") {
+		t.Fatalf("second daemon on %s: exit %v, stderr %q", m.cacheDir, err, errs)
+	}
+	if len(mountsAt(t, second)) != 0 {
+		t.Fatal("the second daemon mounted anyway")
+	}
+	if got := mustRead(t, m.path("tags/v1/vostok.icecore.co2")); !bytes.Equal(got, seed.Vostok()) {
+		t.Fatal("the first mount stopped serving")
+	}
+}
