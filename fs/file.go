@@ -30,7 +30,11 @@ var (
 	_ = (gofs.NodeReader)((*fileNode)(nil))
 	_ = (gofs.NodeGetxattrer)((*fileNode)(nil))
 	_ = (gofs.NodeListxattrer)((*fileNode)(nil))
+	_ = (gofs.NodeOnForgetter)((*fileNode)(nil))
 )
+
+// OnForget is called when the kernel has dropped the inode.
+func (f *fileNode) OnForget() { f.root.forget(f.desc.Digest, f.EmbeddedInode()) }
 
 // newFile returns the inode for desc under parent. The inode number
 // derives from the digest and the size, so a manifest that lies about a

@@ -6,6 +6,7 @@ package fs
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -100,6 +101,17 @@ func (r *Root) Invalidate(d digest.Digest) {
 			n.NotifyContent(0, 0)
 		}
 	}()
+}
+
+// forget drops n once the kernel has forgotten it, so that a long-lived
+// daemon does not hold every inode it ever handed out.
+func (r *Root) forget(d digest.Digest, n *gofs.Inode) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.files[d] = slices.DeleteFunc(r.files[d], func(m *gofs.Inode) bool { return m == n })
+	if len(r.files[d]) == 0 {
+		delete(r.files, d)
+	}
 }
 
 func (r *Root) remember(d digest.Digest, n *gofs.Inode) {
