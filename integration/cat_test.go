@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/seed"
 )
@@ -128,5 +130,39 @@ func TestCacheDirInUse(t *testing.T) {
 	}
 	if got := mustRead(t, m.path("tags/v1/vostok.icecore.co2")); !bytes.Equal(got, seed.Vostok()) {
 		t.Fatal("the first mount stopped serving")
+	}
+}
+
+// TestUnmountCommand: hashfs unmount refuses a busy mount and a
+// directory that is not a hashfs mount; once the mount is free it
+// unmounts and the daemon exits 0.
+func TestUnmountCommand(t *testing.T) {
+	repo := startGGCR(t, nil) + "/unmount/data"
+	pushFile(t, repo, "v1", "vostok.icecore.co2", seed.Vostok())
+	m := mount(t, repo)
+	if _, errs, err := hashfsCmd(t, "unmount", t.TempDir()); err == nil || !strings.Contains(errs, "not a hashfs mount") {
+		t.Errorf("unmount of a plain directory: %v, %q", err, errs)
+	}
+	f, err := os.Open(m.path("tags/v1/vostok.icecore.co2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, err := hashfsCmd(t, "unmount", m.dir); err == nil || !strings.Contains(errs, "--lazy") {
+		t.Errorf("unmount while a file is open: %v, %q; want a refusal that suggests --lazy", err, errs)
+	}
+	f.Close()
+	if _, errs, err := hashfsCmd(t, "unmount", m.dir); err != nil {
+		t.Fatalf("unmount: %v: %s", err, errs)
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not exit after its mount went away")
+	}
+	if err := m.cmd.ProcessState.ExitCode(); err != 0 {
+		t.Errorf("daemon exit code %d after unmount", err)
+	}
+	if len(mountsAt(t, m.dir)) != 0 {
+		t.Error("still mounted")
 	}
 }
