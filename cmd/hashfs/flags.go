@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ type options struct {
 	fuseDebug      bool
 	memoryLimit    units.Size
 	pprofAddr      string
+	logFormat      string
 }
 
 func defaultCacheDir() string {
@@ -54,12 +56,16 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.plainHTTP, "plain-http", false, "use plain HTTP for a non-loopback registry (loopback registries use it automatically)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root); permissions are enforced")
 	f.BoolVar(&o.debug, "debug", false, "log every registry request and cache decision")
+	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
 	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
 }
 
 func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options, error) {
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return cache.Options{}, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
 	mode, err := cache.ParseMode(o.verify)
 	if err != nil {
 		return cache.Options{}, fmt.Errorf("--verify: %w", err)
@@ -88,5 +94,13 @@ func (o *options) logger() *slog.Logger {
 	if o.debug {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return newLogger(os.Stderr, o.logFormat, level)
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -18,6 +19,8 @@ func TestCacheOptionsValidation(t *testing.T) {
 		{[]string{"--chunk-size", "1"}, "--chunk-size"},
 		{[]string{"--chunk-size", "128MiB"}, "--chunk-size"},
 		{[]string{"--parallel", "0"}, "--parallel"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--log-format", "json"}, ""},
 	} {
 		o := &options{}
 		fl := pflag.NewFlagSet("t", pflag.ContinueOnError)
@@ -43,5 +46,15 @@ func TestBadSizeFlag(t *testing.T) {
 	o.register(fl)
 	if err := fl.Parse([]string{"--cache-max-size", "12XB"}); err == nil {
 		t.Fatal("12XB accepted")
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct{ format, prefix string }{{"json", `{"time":`}, {"text", "time="}} {
+		var b strings.Builder
+		newLogger(&b, tc.format, slog.LevelInfo).Info("mounted", "repository", "r")
+		if !strings.HasPrefix(b.String(), tc.prefix) || !strings.Contains(b.String(), "mounted") {
+			t.Errorf("%s log line %q", tc.format, b.String())
+		}
 	}
 }
