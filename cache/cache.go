@@ -165,6 +165,9 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 			lock.Close()
 		}
 	}()
+	if o.ChunkSize, err = adoptChunkSize(o.Dir, o.ChunkSize, o.Logger); err != nil {
+		return nil, err
+	}
 	sub := func(name string) string { return filepath.Join(o.Dir, name) }
 	if err := os.RemoveAll(sub("tmp")); err != nil {
 		return nil, fmt.Errorf("cache: clearing temp files: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -164,5 +165,53 @@ func TestUnmountCommand(t *testing.T) {
 	}
 	if len(mountsAt(t, m.dir)) != 0 {
 		t.Error("still mounted")
+	}
+}
+
+// TestCacheCommands: hashfs cache ls, verify and prune on a daemon's
+// cache directory once the daemon is gone; refused while it runs.
+func TestCacheCommands(t *testing.T) {
+	repo := startGGCR(t, nil) + "/cachecmd/data"
+	data := randomBytes(t, 3<<20+123)
+	hexd := strings.TrimPrefix(pushFile(t, repo, "v1", "blob.bin", data), "sha256:")
+	m := mount(t, repo, "--chunk-size", "1MiB")
+	if got := mustRead(t, m.path("tags/v1/blob.bin")); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes through the mount")
+	}
+	if _, errs, err := hashfsCmd(t, "cache", "ls", "--cache-dir", m.cacheDir); err == nil || !strings.Contains(errs, "in use") {
+		t.Errorf("cache ls while the daemon runs: %v, %q", err, errs)
+	}
+	if exited, err := m.terminate(); !exited || err != nil {
+		t.Fatalf("daemon did not stop cleanly: %v", err)
+	}
+
+	out, errs, err := hashfsCmd(t, "cache", "ls", "--cache-dir", m.cacheDir)
+	wantRow := fmt.Sprintf("sha256:%s  %d  %d", hexd, len(data), len(data))
+	if err != nil || !strings.Contains(strings.Join(strings.Fields(out), "  "), strings.Join(strings.Fields(wantRow), "  ")) {
+		t.Errorf("cache ls = %q, %v (%s); want a row %q", out, err, errs, wantRow)
+	}
+
+	chunk := filepath.Join(m.cacheDir, "chunks", hexd[:2], hexd, "2")
+	raw, err := os.ReadFile(chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[100] ^= 1
+	if err := os.WriteFile(chunk, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = hashfsCmd(t, "cache", "verify", "--cache-dir", m.cacheDir)
+	if err == nil || !strings.Contains(out, "4 chunks checked, 1 did not match") {
+		t.Errorf("cache verify with one corrupt chunk: %q, %v", out, err)
+	}
+	if out, _, err = hashfsCmd(t, "cache", "verify", "--cache-dir", m.cacheDir); err != nil || !strings.Contains(out, "3 chunks checked, 0 did not match") {
+		t.Errorf("cache verify after the repair: %q, %v", out, err)
+	}
+	out, _, err = hashfsCmd(t, "cache", "prune", "--cache-dir", m.cacheDir, "--max-size", "1MiB")
+	if err != nil || !strings.Contains(out, "bytes of chunks remain") {
+		t.Errorf("cache prune: %q, %v", out, err)
+	}
+	if n := dirBytes(t, filepath.Join(m.cacheDir, "chunks")); n > 1<<20 {
+		t.Errorf("after prune to 1MiB the chunks take %d bytes", n)
 	}
 }

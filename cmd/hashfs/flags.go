@@ -97,6 +97,9 @@ func (o *options) logger() *slog.Logger {
 	return newLogger(os.Stderr, o.logFormat, level)
 }
 
+// quietLogger is for commands whose output is their result.
+func quietLogger() *slog.Logger { return newLogger(os.Stderr, "text", slog.LevelWarn) }
+
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: level}
 	if format == "json" {

@@ -32,7 +32,7 @@ reader is never given bytes that do not belong to the digest it asked for.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMountCmd(), newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd())
+	root.AddCommand(newMountCmd(), newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "hashfs:", err)
 		os.Exit(1)

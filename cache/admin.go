@@ -1,0 +1,78 @@
+package cache
+
+import (
+	"context"
+	"slices"
+
+	"github.com/hashfs/hashfs/internal/digest"
+)
+
+// BlobInfo describes one verified blob in the cache.
+type BlobInfo struct {
+	Digest      digest.Digest
+	Size        int64 // bytes of the blob
+	CachedBytes int64 // bytes of it on disk now
+}
+
+// Blobs lists the verified blobs (those with a trusted chunk table),
+// sorted by digest.
+func (c *Cache) Blobs() ([]BlobInfo, error) {
+	sizes, err := c.tables.scan()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BlobInfo, 0, len(sizes))
+	for d, size := range sizes {
+		out = append(out, BlobInfo{Digest: d, Size: size, CachedBytes: c.store.blobBytes(d)})
+	}
+	slices.SortFunc(out, func(a, b BlobInfo) int { return slices.Compare(a.Digest[:], b.Digest[:]) })
+	return out, nil
+}
+
+// VerifyAll reads every cached chunk back and checks it against its
+// blob's trusted table; a chunk that does not match is removed (it will
+// be fetched again when read). It returns how many chunks it checked and
+// how many it removed.
+func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error) {
+	c.store.mu.Lock()
+	keys := c.store.lru.Keys()
+	c.store.mu.Unlock()
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return checked, removed, err
+		}
+		checked++
+		tab, _ := c.table(k.d)
+		if tab == nil {
+			c.store.purge(k.d)
+			removed++
+			continue
+		}
+		_, n := chunkSpan(tab.size, tab.chunkSize, k.i)
+		if _, _, ok := c.store.read(k, n, tab.sumFor(k.i, n)); !ok {
+			removed++
+		}
+	}
+	return checked, removed, nil
+}
+
+// Prune evicts least recently used chunks of blobs no reader has open
+// until the chunk data takes at most max bytes; it returns the bytes freed.
+func (c *Cache) Prune(max int64) int64 {
+	s := c.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.usage
+	for _, k := range s.lru.Keys() { // oldest first
+		if s.usage <= max {
+			break
+		}
+		if s.pins[k.d] > 0 {
+			continue
+		}
+		if e, ok := s.lru.Peek(k); ok {
+			s.removeLocked(k, e)
+		}
+	}
+	return before - s.usage
+}
