@@ -26,6 +26,9 @@ artifact, a multi-platform index and a config-carrying image), mounts the
 repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.daemon {
+				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
+			}
 			mnt := args[0]
 			if err := os.MkdirAll(mnt, 0o755); err != nil {
 				return err
@@ -41,7 +44,12 @@ repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 			if err != nil {
 				return fmt.Errorf("seeding the demo registry: %w", err)
 			}
-			return serve(cmd.Context(), o, repo, mnt, func() { printTry(repo, mnt, tags) })
+			ready, failed := readyReporter()
+			err = serve(cmd.Context(), o, repo, mnt, func() { printTry(repo, mnt, tags); ready() })
+			if err != nil {
+				failed(err)
+			}
+			return err
 		},
 	}
 	o.register(cmd.Flags())

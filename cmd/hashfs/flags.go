@@ -31,6 +31,8 @@ type options struct {
 	memoryLimit    units.Size
 	pprofAddr      string
 	logFormat      string
+	daemon         bool
+	logFile        string
 }
 
 func defaultCacheDir() string {
@@ -56,6 +58,8 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.plainHTTP, "plain-http", false, "use plain HTTP for a non-loopback registry (loopback registries use it automatically)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root); permissions are enforced")
 	f.BoolVar(&o.debug, "debug", false, "log every registry request and cache decision")
+	f.BoolVar(&o.daemon, "daemon", false, "run in the background: return once the mount is ready (exit 0) or failed (non-zero, with the reason)")
+	f.StringVar(&o.logFile, "log-file", "", "with --daemon, append the daemon's logs to this file (default: discard)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")

@@ -31,8 +31,27 @@ Blob bytes are range-fetched lazily through an on-disk chunk cache, and a
 reader is never given bytes that do not belong to the digest it asked for.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// "hashfs SOURCE MOUNTPOINT -o OPTIONS" is how mount.fuse3 runs an
+		// fstab entry of type fuse.hashfs; it returns once mounted.
+		Args: cobra.ArbitraryArgs,
 	}
-	root.AddCommand(newMountCmd(), newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd())
+	mountCmd := newMountCmd()
+	var fstabOpts string
+	root.Flags().StringVarP(&fstabOpts, "options", "o", "", "mount(8) options when run as an fstab helper: ro,cache_dir=/var/cache/hashfs,verify=lazy,... (every mount flag)")
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		if len(args) != 2 {
+			return fmt.Errorf("unknown command %q; see hashfs --help", args[0])
+		}
+		margs, err := fstabArgs(mountCmd, args[0], args[1], fstabOpts)
+		if err != nil {
+			return err
+		}
+		return daemonize(margs, logFileArg(margs))
+	}
+	root.AddCommand(mountCmd, newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "hashfs:", err)
 		os.Exit(1)

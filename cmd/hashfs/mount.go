@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 )
 
@@ -21,7 +23,15 @@ pulls use the registry's bearer-token flow.`,
   hashfs mount --verify lazy --cache-max-size 20GiB 127.0.0.1:5000/lab/data /mnt/data`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return serve(cmd.Context(), o, args[0], args[1], nil)
+			if o.daemon {
+				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
+			}
+			ready, failed := readyReporter()
+			err := serve(cmd.Context(), o, args[0], args[1], ready)
+			if err != nil {
+				failed(err)
+			}
+			return err
 		},
 	}
 	o.register(cmd.Flags())

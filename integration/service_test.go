@@ -1,0 +1,74 @@
+package integration
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashfs/hashfs/internal/seed"
+)
+
+// TestDaemonAndFstab: "hashfs mount --daemon" returns once the mount is
+// live or with the reason it failed, and mount(8) mounts a hashfs entry
+// the way fstab does (mount.fuse3 runs "hashfs SOURCE MOUNTPOINT -o ..."),
+// with mount flags given as options; hashfs unmount / umount end both.
+func TestDaemonAndFstab(t *testing.T) {
+	needFUSE(t)
+	needTool(t, "mount.fuse3")
+	repo := startGGCR(t, nil) + "/svc/data"
+	pushFile(t, repo, "v1", "vostok.icecore.co2", seed.Vostok())
+	read := func(mnt string) {
+		t.Helper()
+		if got := mustRead(t, filepath.Join(mnt, "tags/v1/vostok.icecore.co2")); !bytes.Equal(got, seed.Vostok()) {
+			t.Fatalf("%s: wrong bytes", mnt)
+		}
+	}
+	gone := func(mnt string) {
+		t.Helper()
+		if !waitFor(10*time.Second, func() bool { return len(mountsAt(t, mnt)) == 0 }) {
+			t.Fatalf("%s still mounted", mnt)
+		}
+	}
+
+	// --daemon
+	mnt, logFile := t.TempDir(), filepath.Join(t.TempDir(), "hashfs.log")
+	t.Cleanup(func() { tryCmd("umount", "-l", mnt) })
+	start := time.Now()
+	if _, errs, err := hashfsCmd(t, "mount", "--daemon", "--log-file", logFile, "--cache-dir", t.TempDir(), repo, mnt); err != nil {
+		t.Fatalf("mount --daemon: %v: %s", err, errs)
+	}
+	if len(mountsAt(t, mnt)) != 1 {
+		t.Fatalf("mount --daemon returned after %v but nothing is mounted", time.Since(start))
+	}
+	read(mnt)
+	if _, errs, err := hashfsCmd(t, "unmount", mnt); err != nil {
+		t.Fatalf("unmount: %v: %s", err, errs)
+	}
+	gone(mnt)
+	if log := string(mustRead(t, logFile)); !strings.Contains(log, "mounted") {
+		t.Errorf("--log-file has no mount line:\n%s", log)
+	}
+	_, errs, err := hashfsCmd(t, "mount", "--daemon", "--cache-dir", t.TempDir(), "127.0.0.1:1/no/registry", t.TempDir())
+	if err == nil || !strings.Contains(errs, "registry unavailable") {
+		t.Errorf("mount --daemon of an unreachable registry: %v, %q; want a non-zero exit with the reason", err, errs)
+	}
+
+	// mount(8), as an fstab line "<hashfs>#<repo> <mnt> fuse ro,cache_dir=...,verify=lazy 0 0" would
+	fmnt := t.TempDir()
+	t.Cleanup(func() { tryCmd("umount", "-l", fmnt) })
+	opts := "ro,nosuid,nodev,cache_dir=" + t.TempDir() + ",verify=lazy,tag_ttl=5s"
+	if out, err := tryCmd("mount", "-t", "fuse", hashfsBin+"#"+repo, fmnt, "-o", opts); err != nil {
+		t.Fatalf("mount -t fuse ... -o %s: %v: %s", opts, err, out)
+	}
+	read(fmnt)
+	if out, err := tryCmd("umount", fmnt); err != nil {
+		t.Fatalf("umount: %v: %s", err, out)
+	}
+	gone(fmnt)
+	out, err := tryCmd("mount", "-t", "fuse", hashfsBin+"#"+repo, t.TempDir(), "-o", "ro,no_such_option=1")
+	if err == nil || !strings.Contains(out+err.Error(), "no --no-such-option flag") {
+		t.Errorf("mount with an unknown option: %v, %q", err, out)
+	}
+}
