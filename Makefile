@@ -3,7 +3,7 @@ SHELL     := /bin/bash
 GO        ?= go
 MNT       ?= /tmp/hashfs-demo
 DEMO_DEPS := fuse3
-TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates
+TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates systemd
 UNIT_PKGS := ./internal/... ./fetch/... ./cache/... ./manifestview/... ./fs/... ./cmd/...
 FUZZTIME  ?= 10s
 

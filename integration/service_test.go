@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +71,29 @@ func TestDaemonAndFstab(t *testing.T) {
 	out, err := tryCmd("mount", "-t", "fuse", hashfsBin+"#"+repo, t.TempDir(), "-o", "ro,no_such_option=1")
 	if err == nil || !strings.Contains(out+err.Error(), "no --no-such-option flag") {
 		t.Errorf("mount with an unknown option: %v, %q", err, out)
+	}
+}
+
+// TestContribUnits: the systemd units in contrib/ pass systemd-analyze
+// verify (with ExecStart pointing at the binary under test). Starting
+// them needs a booted systemd, which this machine does not run; the fstab
+// form they use is exercised by TestDaemonAndFstab.
+func TestContribUnits(t *testing.T) {
+	needTool(t, "systemd-analyze")
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for src, dst := range map[string]string{"hashfs@.service": "hashfs@mnt-data.service", "mnt-data.mount": "mnt-data.mount"} {
+		b := mustRead(t, filepath.Join(root, "contrib", src))
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/hashfs"), []byte(hashfsBin))
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := tryCmd("systemd-analyze", "verify", filepath.Join(dir, dst))
+		if err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", src, err, out)
+		}
 	}
 }
