@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
 )
@@ -75,4 +76,28 @@ func (c *Cache) Prune(max int64) int64 {
 		}
 	}
 	return before - s.usage
+}
+
+// Stats are the cache's running figures for status and metrics.
+type Stats struct {
+	Usage, Max    int64 // bytes of chunk data on disk, and the budget
+	VerifiedBlobs int   // blobs with a trusted chunk table
+	Quarantined   int   // blobs answering EIO after failing verification (lazy)
+}
+
+// Stats returns the current figures.
+func (c *Cache) Stats() Stats {
+	st := Stats{Usage: c.store.usageBytes(), Max: c.o.MaxSize}
+	c.tables.mu.Lock()
+	st.VerifiedBlobs = len(c.tables.onDisk) + len(c.tables.memOnly)
+	c.tables.mu.Unlock()
+	now := time.Now()
+	c.mu.Lock()
+	for _, b := range c.blobs {
+		if now.Before(b.quarUntil) {
+			st.Quarantined++
+		}
+	}
+	c.mu.Unlock()
+	return st
 }

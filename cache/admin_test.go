@@ -15,6 +15,9 @@ func TestAdmin(t *testing.T) {
 	readAll(t, c, a, cs)
 	readAll(t, c, b, cs)
 
+	if st := c.Stats(); st.Usage != int64(len(a)+len(b)) || st.VerifiedBlobs != 2 || st.Quarantined != 0 || st.Max <= 0 {
+		t.Errorf("Stats = %+v", st)
+	}
 	blobs, err := c.Blobs()
 	if err != nil || len(blobs) != 2 {
 		t.Fatalf("Blobs = %+v, %v", blobs, err)

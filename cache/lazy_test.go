@@ -104,6 +104,9 @@ func TestLazyQuarantine(t *testing.T) {
 	if files, _ := chunkFiles(t, dir); len(files) != 0 {
 		t.Fatalf("quarantined blob left chunks: %v", files)
 	}
+	if n := c.Stats().Quarantined; n != 1 {
+		t.Errorf("Stats().Quarantined = %d, want 1", n)
+	}
 	if st := c.Status(d, size); !st.Quarantined || st.Verified {
 		t.Fatalf("Status = %+v", st)
 	}

@@ -55,6 +55,8 @@ type Descriptor struct {
 type Stats struct {
 	Requests  int64 // HTTP requests issued by this package (each attempt counts)
 	BlobBytes int64 // blob body bytes read, including bytes skipped when a server ignored Range
+	Retries   int64 // attempts repeated after a transient failure
+	Failures  int64 // operations that gave up after the retry budget
 }
 
 // MaxManifestSize is the largest manifest accepted; bigger ones are
@@ -87,6 +89,8 @@ type Client struct {
 
 	requests  atomic.Int64
 	blobBytes atomic.Int64
+	retried   atomic.Int64
+	failures  atomic.Int64
 }
 
 // build is one in-flight construction of the authenticated transport,
@@ -168,7 +172,7 @@ func (c *Client) Repository() string { return c.repo.Name() }
 
 // Stats returns the running totals.
 func (c *Client) Stats() Stats {
-	return Stats{Requests: c.requests.Load(), BlobBytes: c.blobBytes.Load()}
+	return Stats{Requests: c.requests.Load(), BlobBytes: c.blobBytes.Load(), Retries: c.retried.Load(), Failures: c.failures.Load()}
 }
 
 // Ping performs the authentication handshake and checks that the repository

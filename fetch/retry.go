@@ -50,8 +50,10 @@ func (c *Client) retry(ctx context.Context, what string, attempt func(context.Co
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		if tries > c.retries {
+			c.failures.Add(1)
 			return fmt.Errorf("%s: gave up after %d attempts: %w: %w", what, tries, hfserr.ErrUnavailable, te.err)
 		}
+		c.retried.Add(1)
 		wait := c.backoff(tries-1, te.retryAfter)
 		c.log.Debug("registry retry", "op", what, "attempt", tries, "wait", wait, "err", te.err)
 		t := time.NewTimer(wait)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -143,6 +144,7 @@ func (r *Root) fail(op string, desc manifestview.Desc, err error) syscall.Errno 
 		r.cfg.Logger.Debug(op+" failed", "digest", desc.Digest.String(), "errno", e.Error(), "err", err)
 	default:
 		r.cfg.Logger.Warn(op+" failed", "digest", desc.Digest.String(), "errno", e.Error(), "err", err)
+		r.recordFailure(Failure{Time: time.Now(), Op: op, Digest: desc.Digest.String(), Errno: e.Error(), Err: err.Error()})
 	}
 	return e
 }

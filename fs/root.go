@@ -33,6 +33,8 @@ type Config struct {
 	TagTTL  time.Duration // entry timeout of tags/ symlinks
 	Logger  *slog.Logger
 	Timeout time.Duration // upper bound for one metadata operation; 0 => 2m
+	// Status, if set, is served as JSON in the root's user.hashfs.status xattr.
+	Status func() ([]byte, error)
 }
 
 // Root is the mount's root directory: sha256/, tags/, manifests/.
@@ -43,8 +45,10 @@ type Root struct {
 
 	mtime time.Time // shown on every node: content has no meaningful mtime
 
-	mu    sync.Mutex
-	files map[digest.Digest][]*gofs.Inode // open-able blob inodes, for Invalidate
+	mu       sync.Mutex
+	files    map[digest.Digest][]*gofs.Inode // open-able blob inodes, for Invalidate
+	errors   int64                           // operations that failed with other than ENOENT
+	failures []Failure                       // the most recent of them
 }
 
 var _ = (gofs.NodeOnAdder)((*Root)(nil))

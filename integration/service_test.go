@@ -2,9 +2,16 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,6 +101,81 @@ func TestContribUnits(t *testing.T) {
 		out, err := tryCmd("systemd-analyze", "verify", filepath.Join(dir, dst))
 		if err != nil || strings.TrimSpace(out) != "" {
 			t.Errorf("systemd-analyze verify %s: %v\n%s", src, err, out)
+		}
+	}
+}
+
+// TestStatusAndMetrics: hashfs status and the Prometheus metrics report
+// the cache use, verified blobs, registry requests and a failed read.
+func TestStatusAndMetrics(t *testing.T) {
+	var flip atomic.Bool
+	repo := startGGCR(t, func(h http.Handler) http.Handler {
+		flipped := flipBlobs(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if flip.Load() {
+				flipped.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}) + "/status/data"
+	good, bad := randomBytes(t, 300<<10), randomBytes(t, 200<<10)
+	pushFile(t, repo, "good", "good.bin", good)
+	badDigest := pushFile(t, repo, "bad", "bad.bin", bad)
+	addr := freeAddr(t)
+	m := mount(t, repo, "--metrics-addr", addr)
+	if got := mustRead(t, m.path("tags/good/good.bin")); !bytes.Equal(got, good) {
+		t.Fatal("wrong bytes")
+	}
+	flip.Store(true)
+	if _, err := readFile(t, m.path("tags/bad/bad.bin")); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read of a corrupted blob: %v, want EIO", err)
+	}
+
+	out, errs, err := hashfsCmd(t, "status", "--json", m.dir)
+	if err != nil {
+		t.Fatalf("status: %v: %s", err, errs)
+	}
+	var st struct {
+		Repository string
+		Cache      struct {
+			Usage, Max    int64
+			VerifiedBlobs int
+		}
+		Registry struct{ Requests, BlobBytes int64 }
+		Errors   int64
+		Recent   []struct{ Digest, Errno string } `json:"recent_failures"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v: %q", err, out)
+	}
+	if st.Repository != repo || st.Cache.Usage != int64(len(good)) || st.Cache.VerifiedBlobs != 1 ||
+		st.Registry.Requests == 0 || st.Registry.BlobBytes < int64(len(good)+len(bad)) || st.Errors == 0 ||
+		len(st.Recent) == 0 || st.Recent[len(st.Recent)-1].Digest != badDigest {
+		t.Errorf("status = %+v", st)
+	}
+	human, _, err := hashfsCmd(t, "status", m.dir)
+	if err != nil || !strings.Contains(human, "source:      "+repo) || !strings.Contains(human, badDigest) {
+		t.Errorf("status:\n%s", human)
+	}
+	if _, errs, err := hashfsCmd(t, "status", t.TempDir()); err == nil || !strings.Contains(errs, "not a hashfs mount") {
+		t.Errorf("status of a plain directory: %v, %q", err, errs)
+	}
+
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf("hashfs_cache_bytes{repository=%q} %d", repo, len(good)),
+		fmt.Sprintf("hashfs_cache_verified_blobs{repository=%q} 1", repo),
+		"# TYPE hashfs_registry_requests_total counter",
+		fmt.Sprintf("hashfs_errors_total{repository=%q} ", repo),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
 	}
 }

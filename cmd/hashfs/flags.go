@@ -32,6 +32,7 @@ type options struct {
 	pprofAddr      string
 	logFormat      string
 	daemon         bool
+	metricsAddr    string
 	logFile        string
 }
 
@@ -62,6 +63,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.logFile, "log-file", "", "with --daemon, append the daemon's logs to this file (default: discard)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json")
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address at /metrics, e.g. 127.0.0.1:9464; off when empty")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
 	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
 }

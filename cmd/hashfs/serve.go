@@ -68,13 +68,22 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 		// fetching the manifest again when its tree is browsed.
 		ResolveTagsWithGet: !strings.HasPrefix(client.Repository(), "index.docker.io/"),
 	})
+	st := &statusSource{repo: client.Repository(), mountpoint: mountpoint, cacheDir: copts.Dir,
+		started: time.Now(), client: client, cache: c}
 	root = fs.NewRoot(fs.Config{
 		Repo:   repoView,
 		Cache:  c,
 		Stater: stater{src: src, repo: repoView},
 		TagTTL: o.tagTTL,
 		Logger: logger,
+		Status: st.json,
 	})
+	st.root = root
+	if o.metricsAddr != "" {
+		if err := startMetrics(o.metricsAddr, st, logger); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	srv, err := fs.Mount(mountpoint, root, fs.MountOptions{
 		FsName:     "hashfs:" + client.Repository(),
 		AllowOther: o.allowOther,
