@@ -2,10 +2,12 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -176,6 +178,89 @@ func TestStatusAndMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}
+
+// TestPullAndPrefetch: hashfs pull writes an artifact's titled files,
+// verified, with hostile titles kept inside DIR, and writes nothing from a
+// registry serving corrupted bytes; hashfs prefetch fetches a tree of a
+// mount into its cache with progress lines.
+func TestPullAndPrefetch(t *testing.T) {
+	var flip atomic.Bool
+	repo := startGGCR(t, func(h http.Handler) http.Handler {
+		flipped := flipBlobs(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if flip.Load() {
+				flipped.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}) + "/pull/data"
+	files := []seed.File{
+		{Title: "vostok.icecore.co2", Data: seed.Vostok()},
+		{Title: "data/big.bin", Data: randomBytes(t, 3<<20)},
+		{Title: "../escape.txt", Data: []byte("must stay inside DIR\n")},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	md, err := seed.PushArtifact(ctx, repo, "v1", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, ref := range []string{repo + ":v1", repo + "@" + md.String()} {
+		dir := filepath.Join(t.TempDir(), "out")
+		_, errs, err := hashfsCmd(t, "pull", ref, dir)
+		if err != nil || !strings.Contains(errs, "100.0%") {
+			t.Fatalf("pull %s: %v\n%s", ref, err, errs)
+		}
+		for _, f := range files[:2] {
+			if got := mustRead(t, filepath.Join(dir, f.Title)); !bytes.Equal(got, f.Data) {
+				t.Errorf("pull %s: %s has wrong bytes", ref, f.Title)
+			}
+		}
+		esc := "sha256:" + sha256Hex(files[2].Data)
+		if got := mustRead(t, filepath.Join(dir, esc)); !bytes.Equal(got, files[2].Data) {
+			t.Errorf("the hostile title was not kept inside DIR as %s", esc)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(dir), "escape.txt")); err == nil {
+			t.Error("a title escaped DIR")
+		}
+	}
+
+	flip.Store(true)
+	dir := filepath.Join(t.TempDir(), "out")
+	if _, errs, err := hashfsCmd(t, "pull", repo+":v1", dir); err == nil || !strings.Contains(errs, "content hashes to") {
+		t.Errorf("pull from a corrupting registry: %v\n%s", err, errs)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		var names []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if d != nil && d.Type().IsRegular() {
+				names = append(names, p)
+			}
+			return nil
+		})
+		if len(names) != 0 {
+			t.Errorf("a failed pull left files: %v", names)
+		}
+	}
+	flip.Store(false)
+
+	m := mount(t, repo)
+	_, errs, err := hashfsCmd(t, "prefetch", m.path("tags/v1/"))
+	if err != nil || !strings.Contains(errs, "100.0%") {
+		t.Fatalf("prefetch: %v\n%s", err, errs)
+	}
+	for _, f := range files[:2] {
+		p := m.path("tags/v1/" + f.Title)
+		if v, _ := getxattr(p, "user.hashfs.verified"); v != "true" {
+			t.Errorf("%s after prefetch: verified=%q", f.Title, v)
+		}
+		if v, _ := getxattr(p, "user.hashfs.cached"); v != fmt.Sprint(len(f.Data)) {
+			t.Errorf("%s after prefetch: cached=%q, want %d", f.Title, v, len(f.Data))
 		}
 	}
 }

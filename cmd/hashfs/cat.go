@@ -15,7 +15,7 @@ import (
 )
 
 func newCatCmd() *cobra.Command {
-	o := &options{}
+	o := &options{quiet: true}
 	cmd := &cobra.Command{
 		Use:   "cat [flags] ID SOURCE...",
 		Short: "Write the verified bytes of a content id to stdout, with no mount",
@@ -85,9 +85,16 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 		return err
 	}
 	defer c.Close()
+	return copyVerified(ctx, c, d, size, w, nil)
+}
+
+// copyVerified writes blob d (size bytes) from c to w; c is strict, so
+// the first byte is written only once the whole blob verified. onBytes,
+// if set, is told of every write.
+func copyVerified(ctx context.Context, c *cache.Cache, d digest.Digest, size int64, w io.Writer, onBytes func(int64)) error {
 	r := c.Open(d, size)
 	defer r.Close()
-	buf := make([]byte, copts.ChunkSize)
+	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; {
 		n, err := r.ReadAt(ctx, buf, off)
 		if n > 0 {
@@ -95,6 +102,9 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 				return fmt.Errorf("%w: %v", errOutput, werr)
 			}
 			off += int64(n)
+			if onBytes != nil {
+				onBytes(int64(n))
+			}
 		}
 		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
 			return err

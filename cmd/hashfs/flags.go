@@ -32,6 +32,7 @@ type options struct {
 	pprofAddr      string
 	logFormat      string
 	daemon         bool
+	quiet          bool // commands whose output is their result log warnings only
 	metricsAddr    string
 	logFile        string
 }
@@ -97,6 +98,9 @@ func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options,
 
 func (o *options) logger() *slog.Logger {
 	level := slog.LevelInfo
+	if o.quiet {
+		level = slog.LevelWarn
+	}
 	if o.debug {
 		level = slog.LevelDebug
 	}

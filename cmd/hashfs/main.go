@@ -51,7 +51,7 @@ reader is never given bytes that do not belong to the digest it asked for.`,
 		}
 		return daemonize(margs, logFileArg(margs))
 	}
-	root.AddCommand(mountCmd, newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd(), newStatusCmd())
+	root.AddCommand(mountCmd, newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd(), newStatusCmd(), newPrefetchCmd(), newPullCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "hashfs:", err)
 		os.Exit(1)
