@@ -101,3 +101,11 @@ func (c *Cache) Stats() Stats {
 	c.mu.Unlock()
 	return st
 }
+
+// VerifiedSize returns the size of d if it has a trusted chunk table.
+func (c *Cache) VerifiedSize(d digest.Digest) (int64, bool) {
+	if tab, _ := c.table(d); tab != nil {
+		return tab.size, true
+	}
+	return 0, false
+}

@@ -264,3 +264,56 @@ func TestPullAndPrefetch(t *testing.T) {
 		}
 	}
 }
+
+// TestOffline: after a mount has seen tags and read a file, a daemon
+// started with --offline serves them from the cache and the saved tags
+// without a single registry request; what was never cached is EIO.
+func TestOffline(t *testing.T) {
+	var requests atomic.Int64
+	repo := startGGCR(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			h.ServeHTTP(w, r)
+		})
+	}) + "/offline/data"
+	cached, uncached := randomBytes(t, 2<<20), randomBytes(t, 100<<10)
+	hexd := strings.TrimPrefix(pushFile(t, repo, "v1", "cached.bin", cached), "sha256:")
+	pushFile(t, repo, "v2", "uncached.bin", uncached)
+	cacheDir := t.TempDir()
+
+	m := mountAt(t, t.TempDir(), cacheDir, repo)
+	if ents, err := os.ReadDir(m.path("tags")); err != nil || len(ents) != 2 {
+		t.Fatalf("tags/ = %v, %v", ents, err)
+	}
+	if _, err := os.ReadDir(m.path("tags/v2")); err != nil { // the manifest is cached, not its blob
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.path("tags/v1/cached.bin")); !bytes.Equal(got, cached) {
+		t.Fatal("wrong bytes online")
+	}
+	if exited, err := m.terminate(); !exited || err != nil {
+		t.Fatalf("daemon did not stop: %v", err)
+	}
+
+	before := requests.Load()
+	off := mountAt(t, t.TempDir(), cacheDir, repo, "--offline", "--tag-ttl", "1s")
+	ents, err := os.ReadDir(off.path("tags"))
+	if err != nil || len(ents) != 2 {
+		t.Errorf("offline tags/ = %v, %v; want the 2 saved tags", ents, err)
+	}
+	if got := mustRead(t, off.path("tags/v1/cached.bin")); !bytes.Equal(got, cached) {
+		t.Error("offline: wrong bytes for a cached file")
+	}
+	if got := mustRead(t, off.path("sha256/"+hexd)); !bytes.Equal(got, cached) {
+		t.Error("offline: wrong bytes by digest")
+	}
+	if _, err := readFile(t, off.path("tags/v2/uncached.bin")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("offline read of an uncached blob: %v, want EIO", err)
+	}
+	if _, err := os.Stat(off.path("sha256/" + strings.Repeat("ab", 32))); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("offline lookup of an unknown digest: %v, want ENOENT", err)
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("--offline made %d registry requests", n)
+	}
+}

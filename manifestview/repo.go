@@ -42,6 +42,12 @@ type RepoOptions struct {
 	// browsing the tag's tree costs no further request. Leave it off for
 	// registries that count GETs against a pull rate limit (Docker Hub).
 	ResolveTagsWithGet bool
+	// KnownTags is the last known answer from an earlier run, served while
+	// the registry cannot be reached (it is stale from the start).
+	KnownTags []Tag
+	// OnTags, if set, is called with every fresh answer (under the tag
+	// lock: it must not call back into the Repo), to persist it.
+	OnTags func([]Tag)
 }
 
 const treeCacheSize = 256
@@ -53,12 +59,13 @@ const treeCacheSize = 256
 // Locks: tagMu and knownMu are never held together, nor across calls
 // to Registry or DocStore.
 type Repo struct {
-	reg  Registry
-	get  bool // ResolveTagsWithGet
-	docs DocStore
-	ttl  time.Duration
-	log  *slog.Logger
-	now  func() time.Time
+	reg    Registry
+	get    bool // ResolveTagsWithGet
+	onTags func([]Tag)
+	docs   DocStore
+	ttl    time.Duration
+	log    *slog.Logger
+	now    func() time.Time
 
 	trees  *lru.Cache[digest.Digest, *Node]
 	flight singleflight.Group // keys: "doc:<digest>", "tag:<name>", "tags"
@@ -87,6 +94,7 @@ func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 	r := &Repo{
 		reg:     reg,
 		get:     o.ResolveTagsWithGet,
+		onTags:  o.OnTags,
 		docs:    docs,
 		ttl:     o.TagTTL,
 		log:     o.Logger,
@@ -108,6 +116,18 @@ func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 		panic(err) // only for a non-positive size
 	}
 	r.trees = trees
+	if len(o.KnownTags) > 0 {
+		// Known, but checked long ago: the first use asks the registry.
+		r.listAt = time.Unix(1, 0)
+		for _, t := range o.KnownTags {
+			if tagRE.MatchString(t.Name) {
+				r.tagList = append(r.tagList, t.Name)
+				r.targets[t.Name] = tagTarget{desc: t.Target, at: time.Unix(1, 0)}
+				r.record(t.Target, false)
+			}
+		}
+		r.tagList = validTags(r.tagList)
+	}
 	return r
 }
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hashfs/hashfs/internal/digest"
 	"regexp"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
@@ -134,6 +134,15 @@ func (r *Repo) refreshTags(ctx context.Context) error {
 	}
 	r.tagList = names
 	r.listAt = now
+	if r.onTags != nil {
+		out := make([]Tag, 0, len(names))
+		for _, n := range names {
+			if t, ok := r.targets[n]; ok {
+				out = append(out, Tag{Name: n, Target: t.desc})
+			}
+		}
+		r.onTags(out)
+	}
 	return nil
 }
 

@@ -203,3 +203,29 @@ func TestRepoTagsResolvedWithGet(t *testing.T) {
 		t.Errorf("Lookup(m2) = %+v, %v", got, ok)
 	}
 }
+
+// Tags known from an earlier run are served while the registry is down,
+// and a fresh answer is handed to OnTags.
+func TestRepoKnownTagsAndOnTags(t *testing.T) {
+	reg := newFakeRegistry()
+	m1 := reg.add(MediaTypeOCIManifest, manifestBody(t, "l1"))
+	reg.tag("v1", m1)
+	var saved []Tag
+	r := NewRepo(reg, newMemStore(), RepoOptions{OnTags: func(tags []Tag) { saved = tags }})
+	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"v1": m1})
+	if len(saved) != 1 || saved[0].Name != "v1" || saved[0].Target.Digest != m1 {
+		t.Fatalf("OnTags got %+v", saved)
+	}
+
+	down := newFakeRegistry()
+	down.listDown = true
+	down.headDown["v1"] = true
+	r2 := NewRepo(down, newMemStore(), RepoOptions{KnownTags: saved})
+	sameTargets(t, tagTargets(t, r2), map[string]digest.Digest{"v1": m1})
+	if d, err := r2.Tag(context.Background(), "v1"); err != nil || d.Digest != m1 {
+		t.Errorf("Tag(v1) from the known answer = %v, %v", d.Digest, err)
+	}
+	if down.count("list") == 0 {
+		t.Error("the known answer was served without asking the registry first")
+	}
+}

@@ -32,6 +32,7 @@ type options struct {
 	pprofAddr      string
 	logFormat      string
 	daemon         bool
+	offline        bool
 	quiet          bool // commands whose output is their result log warnings only
 	metricsAddr    string
 	logFile        string
@@ -60,6 +61,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.plainHTTP, "plain-http", false, "use plain HTTP for a non-loopback registry (loopback registries use it automatically)")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users read the mount (needs user_allow_other in /etc/fuse.conf when not root); permissions are enforced")
 	f.BoolVar(&o.debug, "debug", false, "log every registry request and cache decision")
+	f.BoolVar(&o.offline, "offline", false, "never contact the registry: serve only what is cached, with the last known tags")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background: return once the mount is ready (exit 0) or failed (non-zero, with the reason)")
 	f.StringVar(&o.logFile, "log-file", "", "with --daemon, append the daemon's logs to this file (default: discard)")
 	f.StringVar(&o.logFormat, "log-format", "text", "log lines as text (key=value) or json")

@@ -38,11 +38,17 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 			return fmt.Errorf("--pprof-addr: %w", err)
 		}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = client.Ping(pctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("registry for %s: %w", client.Repository(), err)
+	var src source = registrySource{client}
+	offline := &offlineSource{}
+	if o.offline {
+		src = offline
+	} else {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = client.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("registry for %s: %w (--offline serves what is cached)", client.Repository(), err)
+		}
 	}
 
 	// The daemon context outlives every reader: shared fetches run under it.
@@ -54,20 +60,26 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 			root.Invalidate(d)
 		}
 	}
-	c, err := cache.Open(dctx, client, copts)
+	c, err := cache.Open(dctx, src, copts)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer c.Close()
-	src := registrySource{client}
+	offline.cache = c
+	tagsFile := newTagsFile(copts.Dir, client.Repository(), logger)
 	repoView := manifestview.NewRepo(src, c, manifestview.RepoOptions{
-		TagTTL: o.tagTTL,
-		Logger: logger,
+		KnownTags: tagsFile.load(),
+		OnTags:    tagsFile.save,
+		TagTTL:    o.tagTTL,
+		Logger:    logger,
 		// Docker Hub counts manifest GETs against its pull rate limit and
 		// HEADs not; elsewhere a GET costs the same round trip and saves
 		// fetching the manifest again when its tree is browsed.
 		ResolveTagsWithGet: !strings.HasPrefix(client.Repository(), "index.docker.io/"),
 	})
+	if o.offline {
+		logger.Info("offline: serving only what is cached, with the last known tags")
+	}
 	st := &statusSource{repo: client.Repository(), mountpoint: mountpoint, cacheDir: copts.Dir,
 		started: time.Now(), client: client, cache: c}
 	root = fs.NewRoot(fs.Config{

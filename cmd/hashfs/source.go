@@ -27,18 +27,34 @@ func (s registrySource) StatManifest(ctx context.Context, ref string) (manifestv
 
 func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.c.Tags(ctx) }
 
+func (s registrySource) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	return s.c.StatBlob(ctx, d)
+}
+
+// source is what the daemon asks of the network: the registry, or
+// nothing at all with --offline.
+type source interface {
+	manifestview.Registry
+	StatBlob(ctx context.Context, d digest.Digest) (int64, error)
+	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
+}
+
+func (s registrySource) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
+	return s.c.FetchRange(ctx, d, off, n)
+}
+
 // stater answers size and media type of any digest for sha256/<hex>.
 // The registry's HEAD is asked first, so that a manifest lying about a
 // blob's size cannot change what the honest path shows; a descriptor
 // seen in a manifest is the answer only while the registry is unreachable.
 type stater struct {
-	src  registrySource
+	src  source
 	repo *manifestview.Repo
 }
 
 func (s stater) Stat(ctx context.Context, d digest.Digest) (manifestview.Desc, error) {
 	known, ok := s.repo.Lookup(d)
-	size, err := s.src.c.StatBlob(ctx, d)
+	size, err := s.src.StatBlob(ctx, d)
 	switch {
 	case err == nil && ok && known.Size == size:
 		return known, nil
