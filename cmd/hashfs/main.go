@@ -16,6 +16,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "hashfs:", err)
+		os.Exit(1)
+	}
+}
+
+// newRootCmd is the whole command line.
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "hashfs",
 		Short: "Mount an OCI registry repository as a read-only, verified directory",
@@ -52,8 +60,5 @@ reader is never given bytes that do not belong to the digest it asked for.`,
 		return daemonize(margs, logFileArg(margs))
 	}
 	root.AddCommand(mountCmd, newDemoCmd(), newCatCmd(), newResolveCmd(), newUnmountCmd(), newCacheCmd(), newStatusCmd(), newPrefetchCmd(), newPullCmd())
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "hashfs:", err)
-		os.Exit(1)
-	}
+	return root
 }
