@@ -48,14 +48,17 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 		return nil, err
 	}
 	mo := fuse.MountOptions{
-		FsName:           o.FsName,
-		Name:             "hashfs",
-		AllowOther:       o.AllowOther,
-		Debug:            o.FuseDebug,
-		MaxWrite:         maxRequest,
-		MaxReadAhead:     maxReadAhead,
-		MaxBackground:    maxBackground,
-		DirectMount:      true,
+		FsName:        o.FsName,
+		Name:          "hashfs",
+		AllowOther:    o.AllowOther,
+		Debug:         o.FuseDebug,
+		MaxWrite:      maxRequest,
+		MaxReadAhead:  maxReadAhead,
+		MaxBackground: maxBackground,
+		DirectMount:   true,
+		// Reads answer from memory; splicing would only add a pipe (and
+		// fails for 1 MiB replies, which exceed the default pipe size).
+		DisableSplice:    true,
 		DirectMountFlags: syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
 		Options:          []string{"default_permissions"},
 	}

@@ -274,9 +274,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// liveMount reports whether the filesystem at dir answers statfs (a
-// dead FUSE mount answers ENOTCONN).
+// liveMount reports whether a FUSE filesystem at dir answers statfs (a
+// dead FUSE mount answers ENOTCONN; once detached, statfs reaches the
+// directory underneath, which is not FUSE).
 func liveMount(dir string) bool {
+	const fuseSuperMagic = 0x65735546
 	var st syscall.Statfs_t
-	return syscall.Statfs(dir, &st) == nil
+	return syscall.Statfs(dir, &st) == nil && st.Type == fuseSuperMagic
 }
