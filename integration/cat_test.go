@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,20 @@ func flipBlobs(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
 	})
+}
+
+// flipWhen corrupts blob bodies like flipBlobs while *on is true.
+func flipWhen(on *atomic.Bool) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		flipped := flipBlobs(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if on.Load() {
+				flipped.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
 }
 
 type flipWriter struct {

@@ -111,16 +111,7 @@ func TestContribUnits(t *testing.T) {
 // the cache use, verified blobs, registry requests and a failed read.
 func TestStatusAndMetrics(t *testing.T) {
 	var flip atomic.Bool
-	repo := startGGCR(t, func(h http.Handler) http.Handler {
-		flipped := flipBlobs(h)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if flip.Load() {
-				flipped.ServeHTTP(w, r)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}) + "/status/data"
+	repo := startGGCR(t, flipWhen(&flip)) + "/status/data"
 	good, bad := randomBytes(t, 300<<10), randomBytes(t, 200<<10)
 	pushFile(t, repo, "good", "good.bin", good)
 	badDigest := pushFile(t, repo, "bad", "bad.bin", bad)
@@ -188,16 +179,7 @@ func TestStatusAndMetrics(t *testing.T) {
 // mount into its cache with progress lines.
 func TestPullAndPrefetch(t *testing.T) {
 	var flip atomic.Bool
-	repo := startGGCR(t, func(h http.Handler) http.Handler {
-		flipped := flipBlobs(h)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if flip.Load() {
-				flipped.ServeHTTP(w, r)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	}) + "/pull/data"
+	repo := startGGCR(t, flipWhen(&flip)) + "/pull/data"
 	files := []seed.File{
 		{Title: "vostok.icecore.co2", Data: seed.Vostok()},
 		{Title: "data/big.bin", Data: randomBytes(t, 3<<20)},
