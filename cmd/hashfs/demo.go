@@ -30,6 +30,9 @@ repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
 			}
 			mnt := args[0]
+			if !cmd.Flags().Changed("cache-dir") {
+				defer os.RemoveAll(o.cacheDir) // the fresh temporary cache of PreRunE
+			}
 			if err := os.MkdirAll(mnt, 0o755); err != nil {
 				return err
 			}
