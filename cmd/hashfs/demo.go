@@ -26,13 +26,13 @@ artifact, a multi-platform index and a config-carrying image), mounts the
 repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.daemon {
-				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
-			}
-			mnt := args[0]
 			if !cmd.Flags().Changed("cache-dir") {
 				defer os.RemoveAll(o.cacheDir) // the fresh temporary cache of PreRunE
 			}
+			if o.daemon { // the child makes its own temporary cache
+				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
+			}
+			mnt := args[0]
 			if err := os.MkdirAll(mnt, 0o755); err != nil {
 				return err
 			}
