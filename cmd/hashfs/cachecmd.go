@@ -21,20 +21,23 @@ func newCacheCmd() *cobra.Command {
 		Short: "Inspect, re-verify or shrink a cache directory (not while a daemon uses it)",
 	}
 	cmd.PersistentFlags().StringVar(&dir, "cache-dir", defaultCacheDir(), "the cache directory")
-	open := func(ctx context.Context) (*cache.Cache, error) {
-		// No budget here: opening must not evict what a daemon's larger budget kept.
-		return cache.Open(ctx, noSource{}, cache.Options{Dir: dir, MaxSize: math.MaxInt64 / 4, Logger: quietLogger()})
+	// withCache opens the cache for one subcommand and closes it after.
+	withCache := func(run func(cmd *cobra.Command, c *cache.Cache) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			// No budget here: opening must not evict what a daemon's larger budget kept.
+			c, err := cache.Open(cmd.Context(), noSource{}, cache.Options{Dir: dir, MaxSize: math.MaxInt64 / 4, Logger: quietLogger()})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return run(cmd, c)
+		}
 	}
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List the verified blobs: digest, size, bytes cached",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withCache(func(cmd *cobra.Command, c *cache.Cache) error {
 			blobs, err := c.Blobs()
 			if err != nil {
 				return err
@@ -46,41 +49,31 @@ func newCacheCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "total\t%d blobs\t%d\n", len(blobs), c.Usage())
 			return w.Flush()
-		},
+		}),
 	}
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Read every cached chunk back and check it against its blob's verified table; remove bad ones",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withCache(func(cmd *cobra.Command, c *cache.Cache) error {
 			checked, removed, err := c.VerifyAll(cmd.Context())
 			fmt.Fprintf(cmd.OutOrStdout(), "%d chunks checked, %d did not match and were removed\n", checked, removed)
 			if err == nil && removed > 0 {
 				err = fmt.Errorf("%d cached chunks were corrupt (removed; they will be fetched again)", removed)
 			}
 			return err
-		},
+		}),
 	}
 	var max units.Size
 	prune := &cobra.Command{
 		Use:   "prune --max-size SIZE",
 		Short: "Evict least recently used chunks until the cache holds at most SIZE",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withCache(func(cmd *cobra.Command, c *cache.Cache) error {
 			freed := c.Prune(int64(max))
 			fmt.Fprintf(cmd.OutOrStdout(), "freed %d bytes; %d bytes of chunks remain\n", freed, c.Usage())
 			return nil
-		},
+		}),
 	}
 	prune.Flags().Var(&max, "max-size", "size to shrink the chunk data to, e.g. 1GiB (0 empties it)")
 	prune.MarkFlagRequired("max-size")

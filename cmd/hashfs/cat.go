@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -34,14 +33,11 @@ cache that is removed afterwards.`,
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("cache-dir") {
-				dir, err := os.MkdirTemp("", "hashfs-cat-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				o.cacheDir = dir
+			cleanup, err := o.tempCache(cmd, "hashfs-cat-")
+			if err != nil {
+				return err
 			}
+			defer cleanup()
 			var errs []error
 			for _, src := range args[1:] {
 				err := catFrom(cmd.Context(), o, d, src, cmd.OutOrStdout())

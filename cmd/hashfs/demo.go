@@ -26,12 +26,14 @@ artifact, a multi-platform index and a config-carrying image), mounts the
 repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("cache-dir") {
-				defer os.RemoveAll(o.cacheDir) // the fresh temporary cache of PreRunE
-			}
 			if o.daemon { // the child makes its own temporary cache
 				return daemonize(withoutDaemonFlag(os.Args[1:]), o.logFile)
 			}
+			cleanup, err := o.tempCache(cmd, "hashfs-demo-cache-")
+			if err != nil {
+				return err
+			}
+			defer cleanup()
 			mnt := args[0]
 			if err := os.MkdirAll(mnt, 0o755); err != nil {
 				return err
@@ -57,16 +59,6 @@ repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 	}
 	o.register(cmd.Flags())
 	cmd.Flags().Lookup("cache-dir").DefValue = "a fresh temporary directory"
-	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
-		if !cmd.Flags().Changed("cache-dir") {
-			d, err := os.MkdirTemp("", "hashfs-demo-cache-")
-			if err != nil {
-				return err
-			}
-			o.cacheDir = d
-		}
-		return nil
-	}
 	return cmd
 }
 

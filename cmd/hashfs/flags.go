@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/hashfs/hashfs/cache"
@@ -118,4 +119,19 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// tempCache points o at a fresh temporary cache directory unless the user
+// gave --cache-dir, for commands whose cache should not outlive them.
+// The returned function removes it (and does nothing otherwise).
+func (o *options) tempCache(cmd *cobra.Command, prefix string) (cleanup func(), err error) {
+	if cmd.Flags().Changed("cache-dir") {
+		return func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	o.cacheDir = dir
+	return func() { os.RemoveAll(dir) }, nil
 }

@@ -46,14 +46,11 @@ the mount (hostile titles become sha256:<hex>). Progress goes to stderr.`,
 			if len(files) == 0 {
 				return fmt.Errorf("%s has no titled files", args[0])
 			}
-			if !cmd.Flags().Changed("cache-dir") {
-				dir, err := os.MkdirTemp("", "hashfs-pull-")
-				if err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
-				o.cacheDir = dir
+			cleanup, err := o.tempCache(cmd, "hashfs-pull-")
+			if err != nil {
+				return err
 			}
+			defer cleanup()
 			copts, err := o.cacheOptions(logger, client.Repository())
 			if err != nil {
 				return err
