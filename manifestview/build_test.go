@@ -438,3 +438,30 @@ func TestBuildCountsSkipped(t *testing.T) {
 		t.Errorf("build: skipped %d, seen %d, err %v; want 4, 2 (document + l1)", b.skipped, len(b.seen), err)
 	}
 }
+
+func TestBuildURLs(t *testing.T) {
+	tests := []struct {
+		urls []string
+		want []string
+	}{
+		{nil, nil},
+		{[]string{"http://127.0.0.1:8080/l1"}, []string{"http://127.0.0.1:8080/l1"}},
+		{[]string{"https://cdn.example/l1", "file:///etc/passwd", "ftp://x/y", "http:///nohost", "::"},
+			[]string{"https://cdn.example/l1"}},
+	}
+	for _, tt := range tests {
+		l := jd("application/vnd.oci.image.layer.v1.tar", "l1", 5, title("a.bin"))
+		if tt.urls != nil {
+			l["urls"] = tt.urls
+		}
+		body := mustJSON(t, map[string]any{"mediaType": MediaTypeOCIManifest, "layers": []any{l}})
+		root, err := Build(Doc{Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := root.Child("a.bin")
+		if n == nil || !slices.Equal(n.Desc.URLs, tt.want) {
+			t.Errorf("urls %q: node %+v, want URLs %q", tt.urls, n, tt.want)
+		}
+	}
+}

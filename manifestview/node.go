@@ -24,6 +24,10 @@ type Desc struct {
 	MediaType   string
 	Annotations map[string]string
 	Platform    *Platform
+	// URLs are further locations of the blob (image-spec "urls": foreign
+	// layers). Only http and https URLs are kept; their bytes are
+	// verified like any other.
+	URLs []string
 }
 
 // Doc is a manifest or index document: its digest, media type and raw bytes.

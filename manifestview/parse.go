@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -16,6 +17,7 @@ type rawDesc struct {
 	Size        int64             `json:"size"`
 	Annotations map[string]string `json:"annotations"`
 	Platform    *rawPlatform      `json:"platform"`
+	URLs        []string          `json:"urls"`
 }
 
 type rawPlatform struct {
@@ -124,7 +126,7 @@ func (r rawDesc) desc() (Desc, bool) {
 	if err != nil || d.IsZero() || r.Size < 0 {
 		return Desc{}, false
 	}
-	out := Desc{Digest: d, Size: r.Size, MediaType: r.MediaType, Annotations: r.Annotations}
+	out := Desc{Digest: d, Size: r.Size, MediaType: r.MediaType, Annotations: r.Annotations, URLs: webURLs(r.URLs)}
 	if r.Platform != nil {
 		out.Platform = &Platform{
 			OS:           r.Platform.OS,
@@ -133,4 +135,16 @@ func (r rawDesc) desc() (Desc, bool) {
 		}
 	}
 	return out, true
+}
+
+// webURLs keeps the http and https URLs of a descriptor's "urls".
+func webURLs(urls []string) []string {
+	var out []string
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
