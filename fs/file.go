@@ -23,6 +23,7 @@ type fileNode struct {
 	root *Root
 	desc manifestview.Desc
 	doc  bool
+	docs Docs // where a document's bytes come from
 }
 
 var (
@@ -40,8 +41,8 @@ func (f *fileNode) OnForget() { f.root.forget(f.desc.Digest, f.EmbeddedInode()) 
 // newFile returns the inode for desc under parent. The inode number
 // derives from the digest and the size, so a manifest that lies about a
 // blob's size gets its own inode and cannot poison the honest one.
-func (r *Root) newFile(ctx context.Context, parent *gofs.Inode, desc manifestview.Desc, doc bool, out *fuse.EntryOut) *gofs.Inode {
-	n := &fileNode{root: r, desc: desc, doc: doc}
+func (r *Root) newFile(ctx context.Context, parent *gofs.Inode, docs Docs, desc manifestview.Desc, doc bool, out *fuse.EntryOut) *gofs.Inode {
+	n := &fileNode{root: r, desc: desc, doc: doc, docs: docs}
 	ch := parent.NewInode(ctx, n, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: desc.Digest.Ino(desc.Size)})
 	if out != nil {
 		n.fill(&out.Attr)
@@ -75,7 +76,7 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if f.doc {
 		ctx, cancel := f.root.opctx(ctx)
 		defer cancel()
-		doc, err := f.root.cfg.Repo.Manifest(ctx, f.desc.Digest)
+		doc, err := f.docs.Manifest(ctx, f.desc.Digest)
 		if err != nil {
 			return nil, 0, f.root.fail("open manifest", f.desc, err)
 		}

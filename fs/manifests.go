@@ -17,6 +17,7 @@ type manifestsDir struct {
 	gofs.Inode
 	readOnly
 	root *Root
+	view *view
 }
 
 var (
@@ -37,17 +38,17 @@ func (m *manifestsDir) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	}
 	ctx, cancel := m.root.opctx(ctx)
 	defer cancel()
-	tree, err := m.root.cfg.Repo.Tree(ctx, d)
+	tree, err := m.view.repo.Tree(ctx, d)
 	if err != nil {
 		return nil, m.root.fail("lookup manifest", manifestview.Desc{Digest: d}, err)
 	}
 	m.root.dirAttr(&out.Attr)
-	return m.NewInode(ctx, &treeDir{root: m.root, node: tree}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
+	return m.NewInode(ctx, &treeDir{root: m.root, view: m.view, node: tree}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 }
 
 func (m *manifestsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	var ents []fuse.DirEntry
-	for _, desc := range m.root.cfg.Repo.Known() {
+	for _, desc := range m.view.repo.Known() {
 		if manifestview.IsManifestType(desc.MediaType) {
 			ents = append(ents, fuse.DirEntry{Name: desc.Digest.String(), Mode: fuse.S_IFDIR})
 		}
@@ -60,6 +61,7 @@ type treeDir struct {
 	gofs.Inode
 	readOnly
 	root *Root
+	view *view
 	node *manifestview.Node
 }
 
@@ -82,12 +84,12 @@ func (t *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	switch c.Kind {
 	case manifestview.Dir:
 		t.root.dirAttr(&out.Attr)
-		return t.NewInode(ctx, &treeDir{root: t.root, node: c}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
+		return t.NewInode(ctx, &treeDir{root: t.root, view: t.view, node: c}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 	case manifestview.Symlink:
 		t.root.linkAttr(&out.Attr, c.Target)
 		return t.NewInode(ctx, &symlink{root: t.root, target: c.Target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
 	}
-	return t.root.newFile(ctx, t.EmbeddedInode(), c.Desc, manifestview.IsManifestType(c.Desc.MediaType), out), 0
+	return t.root.newFile(ctx, t.EmbeddedInode(), t.view.repo, c.Desc, manifestview.IsManifestType(c.Desc.MediaType), out), 0
 }
 
 func (t *treeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

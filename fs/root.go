@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,9 +28,17 @@ type Stater interface {
 
 // Config wires the filesystem to the packages that do the work.
 type Config struct {
-	Repo    *manifestview.Repo
+	// Repo and Stater make a single-repository mount: sha256/, tags/ and
+	// manifests/ at the root.
+	Repo   *manifestview.Repo
+	Stater Stater
+	// Namespace, when set instead, makes a many-source mount: the root
+	// has sha256/, answered by Index across every source, and one subtree
+	// per repository (see Namespace).
+	Namespace Namespace
+	Index     Index
+
 	Cache   *cache.Cache
-	Stater  Stater
 	TagTTL  time.Duration // entry timeout of tags/ symlinks
 	Logger  *slog.Logger
 	Timeout time.Duration // upper bound for one metadata operation; 0 => 2m
@@ -37,7 +46,8 @@ type Config struct {
 	Status func() ([]byte, error)
 }
 
-// Root is the mount's root directory: sha256/, tags/, manifests/.
+// Root is the mount's root directory: sha256/, tags/, manifests/ of one
+// repository, or sha256/ and the namespace of many.
 type Root struct {
 	gofs.Inode
 	readOnly
@@ -51,7 +61,11 @@ type Root struct {
 	failures []Failure                       // the most recent of them
 }
 
-var _ = (gofs.NodeOnAdder)((*Root)(nil))
+var (
+	_ = (gofs.NodeOnAdder)((*Root)(nil))
+	_ = (gofs.NodeLookuper)((*Root)(nil))
+	_ = (gofs.NodeReaddirer)((*Root)(nil))
+)
 
 // NewRoot returns the root node for cfg.
 func NewRoot(cfg Config) *Root {
@@ -66,10 +80,39 @@ func NewRoot(cfg Config) *Root {
 
 // OnAdd builds the fixed top level.
 func (r *Root) OnAdd(ctx context.Context) {
-	dir := fuse.S_IFDIR
-	r.AddChild("sha256", r.NewPersistentInode(ctx, &shardDir{root: r}, gofs.StableAttr{Mode: uint32(dir)}), false)
-	r.AddChild("tags", r.NewPersistentInode(ctx, &tagsDir{root: r}, gofs.StableAttr{Mode: uint32(dir)}), false)
-	r.AddChild("manifests", r.NewPersistentInode(ctx, &manifestsDir{root: r}, gofs.StableAttr{Mode: uint32(dir)}), false)
+	v := &view{repo: r.cfg.Repo, index: repoIndex{r.cfg.Repo, r.cfg.Stater}}
+	names := reserved
+	if r.cfg.Namespace != nil {
+		v, names = &view{index: r.cfg.Index}, []string{"sha256"}
+	}
+	for _, name := range names {
+		r.AddChild(name, r.NewPersistentInode(ctx, v.dir(r, name), gofs.StableAttr{Mode: fuse.S_IFDIR}), false)
+	}
+}
+
+// Lookup finds the fixed directories, then (many-source) the namespace.
+func (r *Root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if ch := r.GetChild(name); ch != nil {
+		r.dirAttr(&out.Attr)
+		return ch, 0
+	}
+	if r.cfg.Namespace == nil {
+		return nil, syscall.ENOENT
+	}
+	return r.nsLookup(ctx, r.EmbeddedInode(), "", name, out)
+}
+
+// Readdir lists the fixed directories and the namespace's top level.
+func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	var ents []fuse.DirEntry
+	for name := range r.Children() {
+		ents = append(ents, fuse.DirEntry{Name: name, Mode: fuse.S_IFDIR})
+	}
+	slices.SortFunc(ents, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	if r.cfg.Namespace != nil {
+		ents = append(ents, r.nsChildren(ctx, "", ents)...)
+	}
+	return gofs.NewListDirStream(ents), 0
 }
 
 // Getattr makes the root read-only in its mode bits too. Its attributes

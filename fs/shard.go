@@ -19,6 +19,7 @@ type shardDir struct {
 	gofs.Inode
 	readOnly
 	root   *Root
+	view   *view
 	prefix string // "", "ab" or "abcd"
 }
 
@@ -40,15 +41,15 @@ func (s *shardDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, syscall.ENOENT
 	case sub != "":
 		s.root.dirAttr(&out.Attr)
-		return s.NewInode(ctx, &shardDir{root: s.root, prefix: sub}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
+		return s.NewInode(ctx, &shardDir{root: s.root, view: s.view, prefix: sub}, gofs.StableAttr{Mode: fuse.S_IFDIR}), 0
 	}
 	ctx, cancel := s.root.opctx(ctx)
 	defer cancel()
-	desc, err := s.root.cfg.Stater.Stat(ctx, d)
+	desc, err := s.view.index.Stat(ctx, d)
 	if err != nil {
 		return nil, s.root.fail("lookup", manifestview.Desc{Digest: d}, err)
 	}
-	return s.root.newFile(ctx, s.EmbeddedInode(), desc, manifestview.IsManifestType(desc.MediaType), out), 0
+	return s.root.newFile(ctx, s.EmbeddedInode(), s.view.index, desc, manifestview.IsManifestType(desc.MediaType), out), 0
 }
 
 // parseShardName classifies name inside the shard directory with the
@@ -68,7 +69,7 @@ func parseShardName(prefix, name string) (sub string, d digest.Digest, ok bool) 
 func (s *shardDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	var ents []fuse.DirEntry
 	seen := map[string]bool{}
-	for _, desc := range s.root.cfg.Repo.Known() {
+	for _, desc := range s.view.index.Known() {
 		h := desc.Digest.Hex()
 		if !strings.HasPrefix(h, s.prefix) {
 			continue

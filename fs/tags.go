@@ -14,6 +14,7 @@ type tagsDir struct {
 	gofs.Inode
 	readOnly
 	root *Root
+	view *view
 }
 
 var (
@@ -33,7 +34,7 @@ func (t *tagsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	ctx, cancel := t.root.opctx(ctx)
 	defer cancel()
-	desc, err := t.root.cfg.Repo.Tag(ctx, name)
+	desc, err := t.view.repo.Tag(ctx, name)
 	if err != nil {
 		return nil, toErrno(err)
 	}
@@ -47,7 +48,7 @@ func (t *tagsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (t *tagsDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	ctx, cancel := t.root.opctx(ctx)
 	defer cancel()
-	tags, err := t.root.cfg.Repo.Tags(ctx)
+	tags, err := t.view.repo.Tags(ctx)
 	if err != nil {
 		return nil, toErrno(err)
 	}

@@ -197,9 +197,10 @@ func (r *Repo) Tree(ctx context.Context, d digest.Digest) (*Node, error) {
 
 // record remembers desc. An exact entry (size from the bytes) beats one
 // taken from a descriptor; otherwise the first one seen stays, so a
-// file's size does not change under the kernel.
+// file's size does not change under the kernel. The first descriptor
+// URLs seen for a digest are kept whichever entry wins.
 func (r *Repo) record(desc Desc, exact bool) {
-	desc = Desc{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType}
+	desc = Desc{Digest: desc.Digest, Size: desc.Size, MediaType: desc.MediaType, URLs: desc.URLs}
 	r.knownMu.Lock()
 	defer r.knownMu.Unlock()
 	old, ok := r.known[desc.Digest]
@@ -207,16 +208,23 @@ func (r *Repo) record(desc Desc, exact bool) {
 	case !ok, exact && !old.exact:
 	case exact && old.exact && desc.MediaType != "":
 	default:
+		if len(old.desc.URLs) == 0 && len(desc.URLs) > 0 {
+			old.desc.URLs = desc.URLs
+			r.known[desc.Digest] = old
+		}
 		return
 	}
 	if desc.MediaType == "" {
 		desc.MediaType = old.desc.MediaType
 	}
+	if len(desc.URLs) == 0 {
+		desc.URLs = old.desc.URLs
+	}
 	r.known[desc.Digest] = knownDesc{desc: desc, exact: exact || old.exact}
 }
 
 // Known returns every blob and manifest descriptor seen so far, sorted
-// by digest, one per digest, without annotations or platform.
+// by digest, one per digest, without annotations or platform (URLs kept).
 func (r *Repo) Known() []Desc {
 	r.knownMu.Lock()
 	out := make([]Desc, 0, len(r.known))
@@ -228,7 +236,7 @@ func (r *Repo) Known() []Desc {
 	return out
 }
 
-// Lookup returns the descriptor seen for d (media type and size).
+// Lookup returns the descriptor seen for d (media type, size, URLs).
 func (r *Repo) Lookup(d digest.Digest) (Desc, bool) {
 	r.knownMu.Lock()
 	defer r.knownMu.Unlock()
