@@ -33,6 +33,13 @@ type Source interface {
 	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
 }
 
+// Rejecter is a Source that can serve a blob from elsewhere. Reject is
+// called when the bytes of d it gave did not hash to d: it stops using
+// the source that sent them for d and reports whether another may have d.
+type Rejecter interface {
+	Reject(d digest.Digest) bool
+}
+
 // Options configures a Cache. Zero values take the documented defaults.
 type Options struct {
 	Dir            string        // created 0700 (MkdirAll then Chmod); files 0600

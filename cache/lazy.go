@@ -83,6 +83,9 @@ func (c *Cache) finishLazy(k blobKey, j *job, tab *table, err error) {
 	bad := errors.As(err, &ie)
 	if bad {
 		c.quarantine(k, ie.Got)
+		if r, ok := c.src.(Rejecter); ok {
+			r.Reject(k.d) // once the quarantine ends, another source serves it
+		}
 	} else if err != nil && c.ctx.Err() == nil {
 		c.log.Warn("background verification failed, will retry", "digest", k.d.String(),
 			"repository", c.o.Repository, "size", k.size, "err", err)

@@ -122,11 +122,36 @@ func (c *Cache) strictJob(k blobKey) (*job, error) {
 	c.mu.Unlock()
 	if !c.spawn(func() {
 		tab, err := c.verify(c.ctx, k)
+		for tries := 0; tries < maxRejects && c.rejected(k, err); tries++ {
+			tab, err = c.verify(c.ctx, k)
+		}
 		c.finishStrict(k, j, tab, err)
 	}) {
 		c.finishStrict(k, j, nil, errClosed)
 	}
 	return j, nil
+}
+
+// maxRejects bounds how many times one verification moves on to another
+// source after bytes that did not verify.
+const maxRejects = 4
+
+// rejected reports whether err is a failed verification of k that the
+// source can answer with another copy (a Rejecter with one more source):
+// the bad chunks are gone and the caller may verify again.
+func (c *Cache) rejected(k blobKey, err error) bool {
+	var ie *IntegrityError
+	r, ok := c.src.(Rejecter)
+	if !ok || !errors.As(err, &ie) {
+		return false
+	}
+	c.store.purge(k.d)
+	if !r.Reject(k.d) {
+		return false
+	}
+	c.log.Warn("blob failed verification, trying another source", "digest", k.d.String(),
+		"size", k.size, "got", ie.Got.String())
+	return true
 }
 
 func (c *Cache) finishStrict(k blobKey, j *job, tab *table, err error) {
