@@ -20,14 +20,14 @@ import (
 // ErrDenied; transient failures are retried and then wrap ErrUnavailable.
 func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
 	what := fmt.Sprintf("fetch %s [%d, %d+%d)", d, off, off, n)
-	if off < 0 || n < 0 || off > math.MaxInt64-n || n > math.MaxInt {
-		return nil, fmt.Errorf("%s: bad range: %w", what, hfserr.ErrInvalid)
+	if err := checkRange(off, n); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if n == 0 {
 		return []byte{}, nil
 	}
 	u := c.url("/blobs/" + d.String())
-	hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+	hdr := rangeHeader(off, n)
 	var out []byte
 	err := c.retry(ctx, what, func(ctx context.Context, hc *http.Client) error {
 		resp, err := c.do(ctx, hc, http.MethodGet, u, hdr, true)
@@ -35,36 +35,56 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 			return err
 		}
 		defer resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusPartialContent:
-			if err := checkContentRange(resp.Header.Get("Content-Range"), off, n); err != nil {
-				return err
-			}
-		case http.StatusOK:
-			if resp.ContentLength >= 0 && resp.ContentLength < off+n {
-				return fmt.Errorf("range beyond end of %d-byte blob: %w", resp.ContentLength, hfserr.ErrInvalid)
-			}
-			if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
-				return transient(fmt.Errorf("skip %d bytes of full-blob response: %w", off, err))
-			}
-		default:
-			return c.statusError(resp)
-		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, buf); err != nil {
-			return transient(fmt.Errorf("read body: %w", err))
-		}
-		if resp.StatusCode == http.StatusPartialContent {
-			// Reach EOF so the connection can be reused.
-			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-		}
-		out = buf
-		return nil
+		out, err = readRange(resp, off, n, c.statusError)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkRange refuses negative or overflowing ranges with hfserr.ErrInvalid.
+func checkRange(off, n int64) error {
+	if off < 0 || n < 0 || off > math.MaxInt64-n || n > math.MaxInt {
+		return fmt.Errorf("bad range: %w", hfserr.ErrInvalid)
+	}
+	return nil
+}
+
+// rangeHeader asks for bytes [off, off+n), n > 0.
+func rangeHeader(off, n int64) http.Header {
+	return http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", off, off+n-1)}}
+}
+
+// readRange returns bytes [off, off+n) from the response to a ranged GET:
+// a 206 must start where asked; a 200 (the server ignored Range) is
+// consumed by skipping off bytes. Any other status goes to unwanted.
+func readRange(resp *http.Response, off, n int64, unwanted func(*http.Response) error) ([]byte, error) {
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if err := checkContentRange(resp.Header.Get("Content-Range"), off, n); err != nil {
+			return nil, err
+		}
+	case http.StatusOK:
+		if resp.ContentLength >= 0 && resp.ContentLength < off+n {
+			return nil, fmt.Errorf("range beyond end of %d-byte blob: %w", resp.ContentLength, hfserr.ErrInvalid)
+		}
+		if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
+			return nil, transient(fmt.Errorf("skip %d bytes of full-blob response: %w", off, err))
+		}
+	default:
+		return nil, unwanted(resp)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		return nil, transient(fmt.Errorf("read body: %w", err))
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		// Reach EOF so the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	}
+	return buf, nil
 }
 
 // checkContentRange accepts a 206's Content-Range if it covers [off, off+n).
@@ -118,33 +138,40 @@ func (c *Client) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
 
 // statBlobByGet learns a blob's size from a one-byte ranged GET.
 func (c *Client) statBlobByGet(ctx context.Context, what, u string) (int64, error) {
-	hdr := http.Header{"Range": {"bytes=0-0"}}
-	size := int64(-1)
+	var size int64
 	err := c.retry(ctx, what, func(ctx context.Context, hc *http.Client) error {
-		resp, err := c.do(ctx, hc, http.MethodGet, u, hdr, true)
+		resp, err := c.do(ctx, hc, http.MethodGet, u, rangeHeader(0, 1), true)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusPartialContent:
-			_, _, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-			if err != nil {
-				return transient(err)
-			}
-			size = total
-		case http.StatusOK:
-			size = resp.ContentLength
-		default:
-			return c.statusError(resp)
-		}
-		if size < 0 {
-			return fmt.Errorf("server did not say how big the blob is: %w", hfserr.ErrUnavailable)
-		}
-		return nil
+		size, err = sizeFromRange(resp, c.statusError)
+		return err
 	})
 	if err != nil {
 		return 0, err
+	}
+	return size, nil
+}
+
+// sizeFromRange reads a blob's total size from the response to a one-byte
+// ranged GET. Any status but 206 and 200 goes to unwanted.
+func sizeFromRange(resp *http.Response, unwanted func(*http.Response) error) (int64, error) {
+	size := int64(-1)
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		_, _, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return 0, transient(err)
+		}
+		size = total
+	case http.StatusOK:
+		size = resp.ContentLength
+	default:
+		return 0, unwanted(resp)
+	}
+	if size < 0 {
+		return 0, fmt.Errorf("server did not say how big the blob is: %w", hfserr.ErrUnavailable)
 	}
 	return size, nil
 }

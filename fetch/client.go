@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -35,6 +35,10 @@ type Options struct {
 	RetryBase time.Duration     // first backoff; 0 => 200ms, doubling, capped at 4s, with jitter
 	Logger    *slog.Logger      // nil => discard
 	UserAgent string
+	// Endpoint, when its Host is set, is where to reach the repository
+	// instead of its own registry: a mirror, with the same repository name
+	// under its API root. Credentials are looked up for the endpoint's host.
+	Endpoint Endpoint
 }
 
 // Doc is a manifest document as served by the registry.
@@ -74,23 +78,22 @@ const (
 // distribution spec defines it (name.NewRepository lets "a//b" through).
 var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
 
-// Client reads from one repository. It is safe for concurrent use.
+// Client reads from one repository, at its registry or at one mirror of it.
+// It is safe for concurrent use.
 type Client struct {
-	repo      name.Repository
-	keychain  authn.Keychain
-	base      http.RoundTripper
-	retries   int
-	retryBase time.Duration
-	log       *slog.Logger
+	meter
+
+	repo     name.Repository // the repository as named, at its own registry
+	target   name.Repository // the same repository at the endpoint spoken to
+	reg      name.Registry   // target.Registry
+	ep       Endpoint        // the endpoint spoken to, with its host filled in
+	mirror   bool            // ep is not the repository's own registry
+	keychain authn.Keychain
+	base     http.RoundTripper
 
 	mu       sync.Mutex
 	rt       http.RoundTripper // authenticated transport, nil until built
 	building *build            // in-flight build, nil if none
-
-	requests  atomic.Int64
-	blobBytes atomic.Int64
-	retried   atomic.Int64
-	failures  atomic.Int64
 }
 
 // build is one in-flight construction of the authenticated transport,
@@ -119,32 +122,34 @@ func New(repo string, o Options) (*Client, error) {
 		}
 	}
 	c := &Client{
-		repo:      r,
-		keychain:  o.Keychain,
-		base:      o.Transport,
-		retries:   o.Retries,
-		retryBase: o.RetryBase,
-		log:       o.Logger,
+		repo:     r,
+		target:   r,
+		reg:      r.Registry,
+		ep:       Endpoint{Scheme: r.Registry.Scheme(), Host: r.RegistryStr(), Capabilities: CapAll, Server: true},
+		keychain: o.Keychain,
+		base:     o.Transport,
 	}
+	c.meter.init(o)
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
 	}
 	if c.base == nil {
 		c.base = defaultTransport()
 	}
+	if o.Endpoint.Host != "" {
+		reg, err := o.Endpoint.registry(o.PlainHTTP)
+		if err != nil {
+			return nil, err
+		}
+		if c.base, err = o.Endpoint.withTLS(c.base); err != nil {
+			return nil, err
+		}
+		c.ep = o.Endpoint
+		c.ep.Host = reg.RegistryStr()
+		c.target, c.reg = reg.Repo(r.RepositoryStr()), reg
+		c.mirror = c.reg.RegistryStr() != r.RegistryStr() || c.ep.apiRoot() != "/v2"
+	}
 	c.base = transport.NewUserAgent(c.base, o.UserAgent)
-	switch {
-	case c.retries == 0:
-		c.retries = defaultRetries
-	case c.retries < 0:
-		c.retries = 0
-	}
-	if c.retryBase <= 0 {
-		c.retryBase = defaultRetryBase
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
 	return c, nil
 }
 
@@ -170,16 +175,26 @@ func defaultTransport() http.RoundTripper {
 // "index.docker.io/library/busybox".
 func (c *Client) Repository() string { return c.repo.Name() }
 
-// Stats returns the running totals.
-func (c *Client) Stats() Stats {
-	return Stats{Requests: c.requests.Load(), BlobBytes: c.blobBytes.Load(), Retries: c.retried.Load(), Failures: c.failures.Load()}
+// Name identifies the Client among blob sources: its Repository, followed
+// by " via <endpoint>" when it talks to a mirror.
+func (c *Client) Name() string {
+	if c.mirror {
+		return c.Repository() + " via " + c.ep.String()
+	}
+	return c.Repository()
 }
+
+// Endpoint returns where the Client sends its requests.
+func (c *Client) Endpoint() Endpoint { return c.ep }
+
+// Stats returns the running totals.
+func (c *Client) Stats() Stats { return c.meter.snapshot() }
 
 // Ping performs the authentication handshake and checks that the repository
 // exists and may be read. Errors wrap hfserr.ErrUnavailable (unreachable),
 // ErrDenied (401/403) or ErrNotFound (no such repository).
 func (c *Client) Ping(ctx context.Context) error {
-	u := c.url("/tags/list") + "?n=1"
+	u := c.url("/tags/list", "n", "1")
 	return c.retry(ctx, "ping "+c.Repository(), func(ctx context.Context, hc *http.Client) error {
 		resp, err := c.do(ctx, hc, http.MethodGet, u, nil, false)
 		if err != nil {
@@ -194,9 +209,24 @@ func (c *Client) Ping(ctx context.Context) error {
 	})
 }
 
-// url returns the absolute URL of a /v2/<name><suffix> endpoint.
-func (c *Client) url(suffix string) string {
-	return fmt.Sprintf("%s://%s/v2/%s%s", c.repo.Registry.Scheme(), c.repo.RegistryStr(), c.repo.RepositoryStr(), suffix)
+// url returns the absolute URL of <api root>/<name><suffix> at the endpoint,
+// with query holding key, value pairs. Requests to a mirror carry the
+// repository's registry as "ns", as containerd sends them.
+func (c *Client) url(suffix string, query ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(query); i += 2 {
+		q.Set(query[i], query[i+1])
+	}
+	if c.mirror {
+		q.Set("ns", namespace(c.repo.Registry))
+	}
+	u := url.URL{
+		Scheme:   c.reg.Scheme(),
+		Host:     c.reg.RegistryStr(),
+		Path:     c.ep.apiRoot() + "/" + c.target.RepositoryStr() + suffix,
+		RawQuery: q.Encode(),
+	}
+	return u.String()
 }
 
 // httpClient returns a client on the authenticated transport, building the
@@ -250,24 +280,33 @@ func (c *Client) httpClient(ctx context.Context) (*http.Client, error) {
 }
 
 func (c *Client) buildTransport(ctx context.Context) (http.RoundTripper, error) {
-	auth, err := c.keychain.Resolve(c.repo)
+	// Credentials are those of the host spoken to: a mirror never sees the
+	// upstream registry's.
+	auth, err := c.keychain.Resolve(c.target)
 	if err != nil {
-		return nil, fmt.Errorf("resolve credentials for %s: %w: %w", c.repo.RegistryStr(), hfserr.ErrDenied, err)
+		return nil, fmt.Errorf("resolve credentials for %s: %w: %w", c.reg.RegistryStr(), hfserr.ErrDenied, err)
 	}
 	start := time.Now()
 	c.requests.Add(1) // at least the /v2/ ping; token exchanges are not counted
-	rt, err := transport.NewWithContext(ctx, c.repo.Registry, auth, c.base, []string{c.repo.Scope(transport.PullScope)})
+	rt, err := transport.NewWithContext(ctx, c.reg, auth, c.base, []string{c.target.Scope(transport.PullScope)})
 	if err != nil {
-		c.log.Debug("registry handshake failed", "registry", c.repo.RegistryStr(), "duration", time.Since(start), "err", err)
-		return nil, c.handshakeError(ctx, err)
+		c.log.Debug("registry handshake failed", "registry", c.reg.RegistryStr(), "duration", time.Since(start), "err", err)
+		err = c.handshakeError(ctx, err)
+		// A mirror whose API root is not /v2 may not answer the /v2/ ping
+		// at all: talk to it anonymously.
+		if c.ep.apiRoot() != "/v2" && errors.Is(err, hfserr.ErrNotFound) {
+			c.log.Debug("no /v2/ at endpoint; continuing without authentication", "endpoint", c.ep.String())
+			return c.base, nil
+		}
+		return nil, err
 	}
-	c.log.Debug("registry handshake", "registry", c.repo.RegistryStr(), "duration", time.Since(start))
+	c.log.Debug("registry handshake", "registry", c.reg.RegistryStr(), "duration", time.Since(start))
 	return rt, nil
 }
 
 // handshakeError classifies an error from transport.NewWithContext.
 func (c *Client) handshakeError(ctx context.Context, err error) error {
-	what := "authenticate to " + c.repo.RegistryStr()
+	what := "authenticate to " + c.reg.RegistryStr()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}

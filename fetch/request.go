@@ -13,13 +13,19 @@ import (
 	"time"
 )
 
+// do issues one request to the registry on hc (see meter.do).
+func (c *Client) do(ctx context.Context, hc *http.Client, method, rawURL string, hdr http.Header, blob bool) (*http.Response, error) {
+	return c.meter.do(ctx, hc, c.reg.RegistryStr(), method, rawURL, hdr, blob)
+}
+
 // do issues one request on hc and returns the response with its body wrapped
 // so that closing it logs the exchange (method, path, status, bytes,
-// duration) at Debug level. blob marks blob bodies, whose bytes count towards
-// Stats.BlobBytes. Transport failures come back classified (see
-// classifyTransportErr). Headers are never logged: they may carry
-// credentials.
-func (c *Client) do(ctx context.Context, hc *http.Client, method, rawURL string, hdr http.Header, blob bool) (*http.Response, error) {
+// duration) at Debug level. origin is the host the request is addressed to;
+// a response from any other host was redirected. blob marks blob bodies,
+// whose bytes count towards Stats.BlobBytes. Transport failures come back
+// classified (see classifyTransportErr). Headers and query strings are never
+// logged: they may carry credentials.
+func (m *meter) do(ctx context.Context, hc *http.Client, origin, method, rawURL string, hdr http.Header, blob bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
@@ -28,37 +34,38 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, rawURL string,
 		req.Header[k] = v
 	}
 	start := time.Now()
-	c.requests.Add(1)
+	m.requests.Add(1)
 	resp, err := hc.Do(req)
 	if err != nil {
 		err = redactURLError(err)
-		c.log.Debug("registry request", "method", method, "path", req.URL.Path,
+		m.log.Debug("registry request", "method", method, "path", req.URL.Path,
 			"duration", time.Since(start), "err", err)
 		return nil, classifyTransportErr(err)
 	}
 	// Only successful blob bodies count as blob bytes, not error documents.
 	blob = blob && resp.StatusCode >= 200 && resp.StatusCode < 300
-	resp.Body = &loggedBody{rc: resp.Body, c: c, blob: blob, resp: resp, path: req.URL.Path, start: start}
+	resp.Body = &loggedBody{rc: resp.Body, m: m, origin: origin, blob: blob, resp: resp, path: req.URL.Path, start: start}
 	return resp, nil
 }
 
 // loggedBody counts bytes read and logs the exchange once, on Close.
 type loggedBody struct {
-	rc    io.ReadCloser
-	c     *Client
-	blob  bool
-	resp  *http.Response
-	path  string
-	start time.Time
-	n     int64
-	once  sync.Once
+	rc     io.ReadCloser
+	m      *meter
+	origin string
+	blob   bool
+	resp   *http.Response
+	path   string
+	start  time.Time
+	n      int64
+	once   sync.Once
 }
 
 func (b *loggedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
 	if b.blob && n > 0 {
-		b.c.blobBytes.Add(int64(n))
+		b.m.blobBytes.Add(int64(n))
 	}
 	return n, err
 }
@@ -68,29 +75,37 @@ func (b *loggedBody) Close() error {
 	b.once.Do(func() {
 		attrs := []any{"method", b.resp.Request.Method, "path", b.path,
 			"status", b.resp.StatusCode, "bytes", b.n, "duration", time.Since(b.start)}
-		if h := b.resp.Request.URL.Host; h != b.c.repo.RegistryStr() {
+		if h := b.resp.Request.URL.Host; h != b.origin {
 			attrs = append(attrs, "redirected_to", h)
 		}
-		b.c.log.Debug("registry request", attrs...)
+		b.m.log.Debug("registry request", attrs...)
 	})
 	return err
 }
 
-// fromRegistry reports whether resp was served by the registry itself rather
-// than by a host it redirected to.
-func (c *Client) fromRegistry(resp *http.Response) bool {
-	return resp.Request == nil || resp.Request.URL.Host == c.repo.RegistryStr()
+// fromOrigin reports whether resp was served by origin itself rather than
+// by a host it redirected to.
+func fromOrigin(resp *http.Response, origin string) bool {
+	return resp.Request == nil || resp.Request.URL.Host == origin
 }
 
-// statusError describes an unwanted response and classifies it. It reads a
-// little of the body for the registry's error code; the caller closes it.
+// statusError describes an unwanted response from the registry (see
+// statusError).
 func (c *Client) statusError(resp *http.Response) error {
+	return statusError(resp, c.reg.RegistryStr())
+}
+
+// statusError describes an unwanted response to a request addressed to
+// origin and classifies it. It reads a little of the body for the server's
+// error code; the caller closes it.
+func statusError(resp *http.Response, origin string) error {
 	cause := fmt.Errorf("HTTP %d%s", resp.StatusCode, errorDetail(resp.Body))
-	if !c.fromRegistry(resp) {
+	direct := fromOrigin(resp, origin)
+	if !direct {
 		cause = fmt.Errorf("%w from redirect target %s", cause, resp.Request.URL.Host)
 	}
 	ra := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	return classifyStatus(resp.StatusCode, c.fromRegistry(resp), ra, cause)
+	return classifyStatus(resp.StatusCode, direct, ra, cause)
 }
 
 // errorDetail extracts " (CODE: message)" from an OCI error body, or "".

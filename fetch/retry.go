@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -32,13 +34,48 @@ func (e *transientError) Unwrap() error { return e.err }
 
 func transient(err error) error { return &transientError{err: err} }
 
+// meter is the retry policy, the logger and the running totals that a
+// Client and a URLSource share. Its zero value is not ready: call init.
+type meter struct {
+	retries   int
+	retryBase time.Duration
+	log       *slog.Logger
+
+	requests  atomic.Int64
+	blobBytes atomic.Int64
+	retried   atomic.Int64
+	failures  atomic.Int64
+}
+
+// init applies o's retry and logging settings and their defaults.
+func (m *meter) init(o Options) {
+	m.retries, m.retryBase, m.log = o.Retries, o.RetryBase, o.Logger
+	switch {
+	case m.retries == 0:
+		m.retries = defaultRetries
+	case m.retries < 0:
+		m.retries = 0
+	}
+	if m.retryBase <= 0 {
+		m.retryBase = defaultRetryBase
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// snapshot returns the running totals.
+func (m *meter) snapshot() Stats {
+	return Stats{Requests: m.requests.Load(), BlobBytes: m.blobBytes.Load(), Retries: m.retried.Load(), Failures: m.failures.Load()}
+}
+
 // retry runs attempt until it succeeds, fails permanently, the context ends or
-// the retry budget is spent. Every attempt re-issues the original registry
-// request, so a stale redirect is re-asked from the registry. Exhaustion wraps
+// the retry budget is spent. Every attempt re-issues the original request, so
+// a stale redirect is re-asked from its origin. Exhaustion wraps
 // hfserr.ErrUnavailable and the last cause.
-func (c *Client) retry(ctx context.Context, what string, attempt func(context.Context, *http.Client) error) error {
+func (m *meter) retry(ctx context.Context, what string, attempt func(context.Context) error) error {
 	for tries := 1; ; tries++ {
-		err := c.attempt(ctx, attempt)
+		err := attempt(ctx)
 		if err == nil {
 			return nil
 		}
@@ -49,13 +86,13 @@ func (c *Client) retry(ctx context.Context, what string, attempt func(context.Co
 		if !errors.As(err, &te) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		if tries > c.retries {
-			c.failures.Add(1)
+		if tries > m.retries {
+			m.failures.Add(1)
 			return fmt.Errorf("%s: gave up after %d attempts: %w: %w", what, tries, hfserr.ErrUnavailable, te.err)
 		}
-		c.retried.Add(1)
-		wait := c.backoff(tries-1, te.retryAfter)
-		c.log.Debug("registry retry", "op", what, "attempt", tries, "wait", wait, "err", te.err)
+		m.retried.Add(1)
+		wait := m.backoff(tries-1, te.retryAfter)
+		m.log.Debug("registry retry", "op", what, "attempt", tries, "wait", wait, "err", te.err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -66,21 +103,25 @@ func (c *Client) retry(ctx context.Context, what string, attempt func(context.Co
 	}
 }
 
-func (c *Client) attempt(ctx context.Context, attempt func(context.Context, *http.Client) error) error {
-	hc, err := c.httpClient(ctx)
-	if err != nil {
-		return err
-	}
-	return attempt(ctx, hc)
+// retry runs attempt under the meter's policy with a client on the
+// authenticated transport, built (or rebuilt) for each attempt as needed.
+func (c *Client) retry(ctx context.Context, what string, attempt func(context.Context, *http.Client) error) error {
+	return c.meter.retry(ctx, what, func(ctx context.Context) error {
+		hc, err := c.httpClient(ctx)
+		if err != nil {
+			return err
+		}
+		return attempt(ctx, hc)
+	})
 }
 
 // backoff returns the wait before retry number i (0-based): RetryBase doubled
 // i times, capped, with equal jitter; a server's Retry-After wins.
-func (c *Client) backoff(i int, retryAfter time.Duration) time.Duration {
+func (m *meter) backoff(i int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return retryAfter
 	}
-	d := c.retryBase
+	d := m.retryBase
 	for ; i > 0 && d < maxBackoff; i-- {
 		d *= 2
 	}

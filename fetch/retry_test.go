@@ -138,7 +138,7 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	c := &Client{retryBase: 200 * time.Millisecond}
+	c := &meter{retryBase: 200 * time.Millisecond}
 	for _, tc := range []struct {
 		i        int
 		lo, hi   time.Duration

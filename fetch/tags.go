@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -22,7 +23,7 @@ const (
 // pagination (rel="next", same host only).
 func (c *Client) Tags(ctx context.Context) ([]string, error) {
 	what := "list tags of " + c.Repository()
-	next := fmt.Sprintf("%s?n=%d", c.url("/tags/list"), tagsPageSize)
+	next := c.url("/tags/list", "n", strconv.Itoa(tagsPageSize))
 	seen := map[string]bool{}
 	tags := []string{}
 	for next != "" {
