@@ -127,9 +127,9 @@ func errorDetail(body io.Reader) string {
 	return " (" + strings.Join(parts, "; ") + ")"
 }
 
-// redactURLError rewrites a *url.Error so its message carries no query
-// string: a redirected blob URL is often signed, and the signature is a
-// credential.
+// redactURLError rewrites a *url.Error so its message carries no userinfo
+// or query string: a redirected blob URL is often signed, and the signature
+// is a credential.
 func redactURLError(err error) error {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
@@ -139,10 +139,17 @@ func redactURLError(err error) error {
 	if perr != nil {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
+	return fmt.Errorf("%s %s: %w", ue.Op, redactURL(u), ue.Err)
+}
+
+// redactURL returns u without userinfo or fragment and with any query
+// replaced by "REDACTED".
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" || c.ForceQuery {
+		c.RawQuery = "REDACTED"
 	}
-	u.Fragment = ""
-	return fmt.Errorf("%s %s: %w", ue.Op, u.Redacted(), ue.Err)
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
 }
