@@ -76,12 +76,38 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 		NegativeTimeout: &neg,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w (is fuse3 installed and /dev/fuse usable?)", dir, err)
+		// go-fuse ends fusermount's exit status with a newline.
+		return nil, fmt.Errorf("mount %s: %s (%s)", dir, strings.TrimSpace(err.Error()), mountHint(o.AllowOther))
 	}
 	if err := setReadahead(dir, maxReadAhead); err != nil && o.Logger != nil {
 		o.Logger.Debug("kernel readahead left at its default", "err", err)
 	}
 	return srv, nil
+}
+
+// mountHint is the likeliest reason a mount failed. fusermount3 opens
+// /dev/fuse as the calling user, which stock udev allows (0666), and
+// lets users ask for allow_other only if /etc/fuse.conf says so.
+func mountHint(allowOther bool) string {
+	if os.Geteuid() != 0 {
+		if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
+			return fmt.Sprintf("/dev/fuse: %v; mounting as a user needs it readable and writable by all, 0666, as udev makes it", err)
+		}
+		if conf, _ := os.ReadFile("/etc/fuse.conf"); allowOther && !userAllowOther(string(conf)) {
+			return "--allow-other as a user needs user_allow_other in /etc/fuse.conf"
+		}
+	}
+	return "is fuse3 installed and /dev/fuse usable?"
+}
+
+// userAllowOther reports whether a fuse.conf enables user_allow_other.
+func userAllowOther(conf string) bool {
+	for _, line := range strings.Split(conf, "\n") {
+		if strings.TrimSpace(line) == "user_allow_other" {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckMountpoint makes sure dir is a directory we can mount on. A stale

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -297,5 +299,180 @@ func TestOffline(t *testing.T) {
 	}
 	if n := requests.Load() - before; n != 0 {
 		t.Errorf("--offline made %d registry requests", n)
+	}
+}
+
+// TestBackgroundPrefetchAndPull: prefetch --background and pull
+// --background return once their arguments are checked, while the
+// registry still holds back every blob, and finish detached: the blobs end
+// up verified in the mount's cache and the files in DIR, with plain
+// progress lines and a summary in the log. Bad arguments still fail the
+// command itself, with the reason and no log left behind.
+func TestBackgroundPrefetchAndPull(t *testing.T) {
+	blobs := &gate{}
+	repo := startGGCR(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && !blobs.wait(r.Context()) {
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}) + "/bg/data"
+	t.Cleanup(blobs.open) // before the registry closes
+	files := []seed.File{
+		{Title: "big.bin", Data: randomBytes(t, 6<<20)},
+		{Title: "small/vostok.icecore.co2", Data: seed.Vostok()},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	if _, err := seed.PushArtifact(ctx, repo, "v1", files); err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir() // TMPDIR of the commands: where a default log goes
+	run := func(args ...string) (pid int, log string, errs string, err error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, hashfsBin, args...)
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		var out, eb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &eb
+		err = cmd.Run()
+		if err != nil {
+			return 0, "", eb.String(), err
+		}
+		// hashfs NAME: running in the background as pid N; progress and errors go to LOG
+		if _, serr := fmt.Sscanf(out.String()[strings.Index(out.String(), " as pid ")+1:], "as pid %d;", &pid); serr != nil || pid <= 0 {
+			t.Fatalf("hashfs %s: no pid in %q", strings.Join(args, " "), out.String())
+		}
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) }) // in case the test fails with it running
+		_, log, _ = strings.Cut(strings.TrimSpace(out.String()), "progress and errors go to ")
+		return pid, log, eb.String(), nil
+	}
+	// finished waits for the background job's summary and checks its log.
+	finished := func(log, summary string) {
+		t.Helper()
+		var b []byte
+		if !waitFor(cmdTimeout, func() bool {
+			b, _ = os.ReadFile(log)
+			return bytes.Contains(b, []byte(summary)) || bytes.Contains(b, []byte("hashfs: "))
+		}) || !bytes.Contains(b, []byte(summary)) {
+			t.Fatalf("%s has no %q:\n%s", log, summary, b)
+		}
+		if !bytes.Contains(b, []byte("100.0%")) || bytes.ContainsAny(b, "\r\033") {
+			t.Errorf("%s: want plain progress lines ending at 100.0%%:\n%q", log, b)
+		}
+	}
+	alive := func(pid int) bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err == nil && !bytes.Contains(st, []byte(") Z "))
+	}
+
+	m := mount(t, repo)
+	blobs.hold()
+	logFile := filepath.Join(t.TempDir(), "prefetch.log")
+	pid, log, errs, err := run("prefetch", "--background", "--log-file", logFile, m.path("tags/v1/"))
+	if err != nil {
+		t.Fatalf("prefetch --background: %v: %s", err, errs)
+	}
+	if log != logFile || !alive(pid) {
+		t.Errorf("prefetch --background: pid %d (alive %v), log %q; want a running job logging to %s", pid, alive(pid), log, logFile)
+	}
+	if v, _ := getxattr(m.path("tags/v1/big.bin"), "user.hashfs.verified"); v == "true" {
+		t.Error("big.bin verified while the registry held every blob back")
+	}
+	blobs.open()
+	finished(logFile, "prefetch done: ")
+	for _, f := range files {
+		p := m.path("tags/v1/" + f.Title)
+		if v, _ := getxattr(p, "user.hashfs.verified"); v != "true" {
+			t.Errorf("%s after prefetch --background: verified=%q", f.Title, v)
+		}
+		if v, _ := getxattr(p, "user.hashfs.cached"); v != fmt.Sprint(len(f.Data)) {
+			t.Errorf("%s after prefetch --background: cached=%q, want %d", f.Title, v, len(f.Data))
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return !alive(pid) }) {
+		t.Errorf("the background prefetch (pid %d) did not exit", pid)
+	}
+
+	blobs.hold()
+	dir := filepath.Join(t.TempDir(), "out")
+	pid, log, errs, err = run("pull", "--background", repo+":v1", dir)
+	if err != nil {
+		t.Fatalf("pull --background: %v: %s", err, errs)
+	}
+	if filepath.Dir(log) != tmp || !alive(pid) {
+		t.Errorf("pull --background: pid %d (alive %v), log %q; want a running job logging into TMPDIR %s", pid, alive(pid), log, tmp)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "big.bin")); err == nil {
+		t.Error("big.bin written while the registry held every blob back")
+	}
+	blobs.open()
+	finished(log, "pull done: 2 files")
+	for _, f := range files {
+		if got := mustRead(t, filepath.Join(dir, f.Title)); !bytes.Equal(got, f.Data) {
+			t.Errorf("pull --background: %s has wrong bytes", f.Title)
+		}
+	}
+	os.Remove(log)
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"prefetch", "--background", m.path("tags/nosuchtag")}, "no such file or directory"},
+		{[]string{"prefetch", "--background", "--log-file", filepath.Join(t.TempDir(), "no/such/dir.log"), m.path("tags/v1")}, "--log-file: "},
+		{[]string{"pull", "--background", repo + ":nosuchtag", t.TempDir()}, "nosuchtag"},
+		{[]string{"pull", "--background", "127.0.0.1:1/no/registry:v1", t.TempDir()}, "127.0.0.1:1"},
+		{[]string{"pull", "--background", repo + ":v1", "/proc/no/such/dir"}, "/proc/no/such/dir"},
+		{[]string{"pull", "--daemon", repo + ":v1", t.TempDir()}, "--background"},
+	} {
+		_, _, errs, err := run(c.args...)
+		if err == nil || !strings.Contains(errs, c.want) {
+			t.Errorf("hashfs %s: %v, %q; want a non-zero exit saying %q", strings.Join(c.args, " "), err, errs, c.want)
+		}
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("failed background commands left %d files in TMPDIR", len(ents))
+	}
+}
+
+// gate holds back requests while it is shut; the zero gate is open.
+type gate struct {
+	mu sync.Mutex
+	ch chan struct{} // nil when open
+}
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+	}
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch != nil {
+		close(g.ch)
+		g.ch = nil
+	}
+}
+
+// wait returns true once the gate is open, false if ctx ends first.
+func (g *gate) wait(ctx context.Context) bool {
+	g.mu.Lock()
+	ch := g.ch
+	g.mu.Unlock()
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,13 +22,52 @@ const readyFDEnv = "HASHFS_READY_FD"
 // reports the mount ready (nil) or failed (its error). The child's logs
 // go to logFile, or nowhere when it is empty.
 func daemonize(args []string, logFile string) error {
+	_, err := startDetached(args, logFile, "the daemon exited before mounting")
+	return err
+}
+
+// background runs the command of this process again without
+// --background, detached like a daemon, with its output (progress lines
+// included) appended to logFile, a new temporary file when empty. It
+// returns once the child has checked its arguments and started the work,
+// or with the reason it could not, and tells w the child's pid and log.
+func background(w io.Writer, name, logFile string) error {
+	made := false
+	if logFile == "" {
+		f, err := os.CreateTemp("", "hashfs-"+name+"-*.log")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		logFile, made = f.Name(), true
+	}
+	pid, err := startDetached(withoutFlag(os.Args[1:], "background"), logFile, "the background "+name+" exited before starting")
+	if err != nil {
+		if made {
+			os.Remove(logFile)
+		}
+		return err
+	}
+	abs, aerr := filepath.Abs(logFile)
+	if aerr == nil {
+		logFile = abs
+	}
+	fmt.Fprintf(w, "hashfs %s: running in the background as pid %d; progress and errors go to %s\n", name, pid, logFile)
+	return nil
+}
+
+// startDetached starts this program again with args in a new session,
+// its output appended to logFile (discarded when empty), and waits for
+// the child's first report on the ready pipe: its pid once it says "ok",
+// else its error (or exited when it said nothing).
+func startDetached(args []string, logFile, exited string) (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer r.Close()
 	out, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -35,7 +76,7 @@ func daemonize(args []string, logFile string) error {
 	}
 	if err != nil {
 		w.Close()
-		return fmt.Errorf("--log-file: %w", err)
+		return 0, fmt.Errorf("--log-file: %w", err)
 	}
 	defer out.Close()
 	cmd := exec.Command(exe, args...)
@@ -45,30 +86,37 @@ func daemonize(args []string, logFile string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return err
+		return 0, err
 	}
 	w.Close()
 	line, rerr := bufio.NewReader(r).ReadString('\n')
 	line = strings.TrimSpace(line)
 	if line == "ok" {
+		pid := cmd.Process.Pid
 		cmd.Process.Release()
-		return nil
+		return pid, nil
 	}
 	werr := cmd.Wait()
 	switch {
 	case line != "":
-		return errors.New(line)
+		return 0, errors.New(line)
 	case rerr != nil && werr != nil:
-		return fmt.Errorf("the daemon exited before mounting: %v", werr)
+		return 0, fmt.Errorf("%s: %v", exited, werr)
 	}
-	return errors.New("the daemon exited before mounting")
+	return 0, errors.New(exited)
 }
 
 // withoutDaemonFlag drops --daemon (and --daemon=true) from args.
-func withoutDaemonFlag(args []string) []string {
+func withoutDaemonFlag(args []string) []string { return withoutFlag(args, "daemon") }
+
+// withoutFlag drops the boolean flag --name (and --name=true) from args.
+func withoutFlag(args []string, name string) []string {
 	out := make([]string, 0, len(args))
-	for _, a := range args {
-		if a == "--daemon" || a == "--daemon=true" {
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if a == "--"+name || a == "--"+name+"=true" {
 			continue
 		}
 		out = append(out, a)

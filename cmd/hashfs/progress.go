@@ -12,7 +12,8 @@ import (
 )
 
 // progress reports bytes done against a total: a redrawn bar on a
-// terminal, a plain line every few seconds otherwise.
+// terminal, a plain line every few seconds otherwise (a log file of
+// --background, a pipe).
 type progress struct {
 	w       io.Writer
 	tty     bool
@@ -54,6 +55,14 @@ func (p *progress) finish() {
 	close(p.stop)
 	p.stopped.Wait()
 	p.print(true)
+}
+
+// summary ends plain output (a log, a pipe) with msg, so that whoever
+// reads it knows the work finished; the bar on a terminal says enough.
+func (p *progress) summary(msg string) {
+	if !p.tty {
+		fmt.Fprintln(p.w, msg)
+	}
 }
 
 func (p *progress) print(last bool) {

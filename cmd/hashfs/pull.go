@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,68 +16,99 @@ import (
 
 func newPullCmd() *cobra.Command {
 	o := &options{quiet: true}
+	var bg bool
 	cmd := &cobra.Command{
 		Use:   "pull [flags] REPOSITORY:TAG|REPOSITORY@sha256:HEX DIR",
 		Short: "Download an artifact's titled files into DIR, verified, with progress (no mount)",
 		Long: `pull writes each file of an artifact (its descriptors titled with
 org.opencontainers.image.title, as oras push names them) under DIR, each only
 once its bytes verified against its digest; names are made safe exactly as in
-the mount (hostile titles become sha256:<hex>). Progress goes to stderr.`,
+the mount (hostile titles become sha256:<hex>). Progress goes to stderr.
+
+With --background, pull resolves the reference and checks DIR, then
+continues detached from the terminal and returns, printing its pid and the
+log file that gets its progress lines and the outcome.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, ref := splitRef(args[0])
-			logger := o.logger()
-			client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
+			if o.daemon {
+				return errors.New("pull has no --daemon: --background runs it detached")
+			}
+			if bg {
+				return background(cmd.OutOrStdout(), "pull", o.logFile)
+			}
+			ready, failed := readyReporter()
+			err := pull(cmd, o, args[0], args[1], ready)
 			if err != nil {
-				return err
+				failed(err)
 			}
-			ctx := cmd.Context()
-			doc, err := client.Manifest(ctx, ref)
-			if err != nil {
-				return err
-			}
-			tree, err := manifestview.Build(manifestview.Doc{Digest: doc.Digest, MediaType: doc.MediaType, Body: doc.Body})
-			if err != nil {
-				return err
-			}
-			if tree.Child("index.json") != nil {
-				return fmt.Errorf("%s is an index of several manifests; pull one of them: %s@sha256:<hex> (hashfs mount shows them)", args[0], repo)
-			}
-			files := titledFiles(tree, "")
-			if len(files) == 0 {
-				return fmt.Errorf("%s has no titled files", args[0])
-			}
-			cleanup, err := o.tempCache(cmd, "hashfs-pull-")
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			copts, err := o.cacheOptions(logger, client.Repository())
-			if err != nil {
-				return err
-			}
-			copts.Mode = cache.Strict
-			c, err := cache.Open(ctx, client, copts)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var total int64
-			for _, f := range files {
-				total += f.desc.Size
-			}
-			prog := newProgress(os.Stderr, total)
-			defer prog.finish()
-			for _, f := range files {
-				if err := pullFile(cmd, c, f, args[1], prog); err != nil {
-					return err
-				}
-			}
-			return nil
+			return err
 		},
 	}
 	o.register(cmd.Flags())
+	cmd.Flags().BoolVar(&bg, "background", false, "resolve the reference and check DIR, then pull detached from the terminal and return at once")
+	cmd.Flags().Lookup("log-file").Usage = "with --background, append progress and the outcome to this file (default: a new file in $TMPDIR)"
+	cmd.Flags().MarkHidden("daemon")
 	return cmd
+}
+
+// pull writes the titled files of ref into dir. ready is called once the
+// reference resolved to files and dir exists, before any blob is fetched.
+func pull(cmd *cobra.Command, o *options, ref, dir string, ready func()) error {
+	repo, tagOrDigest := splitRef(ref)
+	logger := o.logger()
+	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	doc, err := client.Manifest(ctx, tagOrDigest)
+	if err != nil {
+		return err
+	}
+	tree, err := manifestview.Build(manifestview.Doc{Digest: doc.Digest, MediaType: doc.MediaType, Body: doc.Body})
+	if err != nil {
+		return err
+	}
+	if tree.Child("index.json") != nil {
+		return fmt.Errorf("%s is an index of several manifests; pull one of them: %s@sha256:<hex> (hashfs mount shows them)", ref, repo)
+	}
+	files := titledFiles(tree, "")
+	if len(files) == 0 {
+		return fmt.Errorf("%s has no titled files", ref)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("DIR %s: %w", dir, err)
+	}
+	cleanup, err := o.tempCache(cmd, "hashfs-pull-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	copts, err := o.cacheOptions(logger, client.Repository())
+	if err != nil {
+		return err
+	}
+	copts.Mode = cache.Strict
+	c, err := cache.Open(ctx, client, copts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var total int64
+	for _, f := range files {
+		total += f.desc.Size
+	}
+	ready()
+	prog := newProgress(os.Stderr, total)
+	for _, f := range files {
+		if err := pullFile(cmd, c, f, dir, prog); err != nil {
+			prog.finish()
+			return err
+		}
+	}
+	prog.finish()
+	prog.summary(fmt.Sprintf("pull done: %d files, %s in %s", len(files), human(total), dir))
+	return nil
 }
 
 type pullItem struct {
