@@ -58,7 +58,10 @@ func (n *nsDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOu
 }
 
 func (n *nsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if n.ent.Repo != nil && slices.Contains(reserved, name) {
+	if slices.Contains(reserved, name) {
+		if n.ent.Repo == nil {
+			return nil, syscall.ENOENT // a repository's own directories need a repository
+		}
 		v := &view{repo: n.ent.Repo, index: repoIndex{n.ent.Repo, n.ent.Stater}}
 		n.root.dirAttr(&out.Attr)
 		return n.NewInode(ctx, v.dir(n.root, name), gofs.StableAttr{Mode: fuse.S_IFDIR}), 0

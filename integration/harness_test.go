@@ -140,6 +140,13 @@ func startGGCR(t *testing.T, wrap func(http.Handler) http.Handler) string {
 // free loopback port with its storage in a temporary directory.
 func startDistribution(t *testing.T) (host, storageDir string) {
 	t.Helper()
+	return startDistributionWith(t, "")
+}
+
+// startDistributionWith is startDistribution with more top-level YAML
+// configuration (for example a proxy: section for a pull-through cache).
+func startDistributionWith(t *testing.T, extra string) (host, storageDir string) {
+	t.Helper()
 	needTool(t, "docker-registry")
 	storageDir = t.TempDir()
 	host = freeAddr(t)
@@ -155,7 +162,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, storageDir, host)
+%s`, storageDir, host, extra)
 	cfgPath := filepath.Join(t.TempDir(), "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -50,7 +50,7 @@ repository at MOUNTPOINT and prints what to try. Ctrl-C unmounts.`,
 				return fmt.Errorf("seeding the demo registry: %w", err)
 			}
 			ready, failed := readyReporter()
-			err = serve(cmd.Context(), o, repo, mnt, func() { printTry(repo, mnt, tags); ready() })
+			err = serve(cmd.Context(), o, []string{repo}, mnt, func() { printTry(repo, mnt, tags); ready() })
 			if err != nil {
 				failed(err)
 			}

@@ -37,6 +37,7 @@ type options struct {
 	quiet          bool // commands whose output is their result log warnings only
 	metricsAddr    string
 	logFile        string
+	hostsDir       string
 }
 
 func defaultCacheDir() string {
@@ -69,6 +70,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address at /metrics, e.g. 127.0.0.1:9464; off when empty")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
+	f.StringVar(&o.hostsDir, "hosts-dir", "/etc/containerd/certs.d", "containerd hosts.toml directory: mirrors listed for a registry (<dir>/<host>/hosts.toml) are tried before it")
 	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
 }
 

@@ -39,3 +39,5 @@ func (s *offlineSource) StatBlob(_ context.Context, d digest.Digest) (int64, err
 	}
 	return 0, fmt.Errorf("--offline: %s is not in the cache: %w", d, hfserr.ErrNotFound)
 }
+
+func (*offlineSource) Name() string { return "offline cache" }

@@ -14,19 +14,30 @@ import (
 	"github.com/hashfs/hashfs/manifestview"
 )
 
-// serve mounts repo at mountpoint and blocks until the mount goes away
-// (umount, fusermount3 -u) or ctx ends (SIGINT/SIGTERM), then unmounts.
-// ready, if not nil, is called once the mount is live.
-func serve(ctx context.Context, o *options, repo, mountpoint string, ready func()) error {
+// serve mounts the sources at mountpoint and blocks until the mount goes
+// away (umount, fusermount3 -u) or ctx ends (SIGINT/SIGTERM), then
+// unmounts. ready, if not nil, is called once the mount is live. One
+// repository or layout is shown at the root; several sources, or a whole
+// registry, are shown as a namespace with one sha256/ across all of them.
+func serve(ctx context.Context, o *options, sources []string, mountpoint string, ready func()) error {
 	logger := o.logger()
 	if o.memoryLimit > 0 {
 		debug.SetMemoryLimit(int64(o.memoryLimit))
 	}
-	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
-	if err != nil {
-		return err
+	args := make([]sourceArg, 0, len(sources))
+	var registries []string
+	for _, s := range sources {
+		a, err := parseSource(s, o.plainHTTP)
+		if err != nil {
+			return err
+		}
+		if a.kind == wholeRegistry {
+			registries = append(registries, a.ref)
+		}
+		args = append(args, a)
 	}
-	copts, err := o.cacheOptions(logger, client.Repository())
+	name := strings.Join(sources, " ")
+	copts, err := o.cacheOptions(logger, name)
 	if err != nil {
 		return err
 	}
@@ -38,16 +49,36 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 			return fmt.Errorf("--pprof-addr: %w", err)
 		}
 	}
-	var src source = registrySource{client}
-	offline := &offlineSource{}
+	p := &parts{
+		o: o, log: logger, set: fetch.NewSet(logger), union: manifestview.NewUnion(),
+		fopts:   fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"},
+		members: map[string]*member{},
+	}
 	if o.offline {
-		src = offline
-	} else {
+		p.offline = &offlineSource{}
+		p.set.Add(p.offline)
+	}
+	frs := make([]fetchRepo, len(args))
+	for i, a := range args {
+		if a.kind == wholeRegistry || o.offline {
+			continue
+		}
+		if frs[i], err = p.open(a); err != nil {
+			return err
+		}
+	}
+	if !o.offline {
+		var pinged []fetchRepo
+		for _, fr := range frs {
+			if fr != nil {
+				pinged = append(pinged, fr)
+			}
+		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = client.Ping(pctx)
+		err = p.ping(pctx, pinged)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("registry for %s: %w (--offline serves what is cached)", client.Repository(), err)
+			return err
 		}
 	}
 
@@ -60,36 +91,47 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 			root.Invalidate(d)
 		}
 	}
-	c, err := cache.Open(dctx, src, copts)
+	c, err := cache.Open(dctx, p.set, copts)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer c.Close()
-	offline.cache = c
-	tagsFile := newTagsFile(copts.Dir, client.Repository(), logger)
-	repoView := manifestview.NewRepo(src, c, manifestview.RepoOptions{
-		KnownTags: tagsFile.load(),
-		OnTags:    tagsFile.save,
-		TagTTL:    o.tagTTL,
-		Logger:    logger,
-		// Docker Hub counts manifest GETs against its pull rate limit and
-		// HEADs not; elsewhere a GET costs the same round trip and saves
-		// fetching the manifest again when its tree is browsed.
-		ResolveTagsWithGet: !strings.HasPrefix(client.Repository(), "index.docker.io/"),
-	})
+	p.cache = c
+	if p.offline != nil {
+		p.offline.cache = c
+	}
+	p.set.Add(newDescriptorURLs(p.union.Lookup, p.fopts))
+	for i, a := range args {
+		if a.kind == wholeRegistry {
+			continue
+		}
+		repoName := a.ref
+		if frs[i] != nil {
+			repoName = frs[i].Name()
+		}
+		p.add(a.path, repoName, frs[i])
+	}
 	if o.offline {
 		logger.Info("offline: serving only what is cached, with the last known tags")
 	}
-	st := &statusSource{repo: client.Repository(), mountpoint: mountpoint, cacheDir: copts.Dir,
-		started: time.Now(), client: client, cache: c}
-	root = fs.NewRoot(fs.Config{
-		Repo:   repoView,
-		Cache:  c,
-		Stater: stater{src: src, repo: repoView},
-		TagTTL: o.tagTTL,
-		Logger: logger,
-		Status: st.json,
-	})
+	cfg := fs.Config{Cache: c, TagTTL: o.tagTTL, Logger: logger}
+	if len(args) == 1 && args[0].kind != wholeRegistry {
+		m := p.all()[0]
+		cfg.Repo, cfg.Stater = m.repo, m.stat
+	} else {
+		ns := newNamespace(p, registries, o.tagTTL, len(args) == 1)
+		for _, host := range registries {
+			// The catalog's first repositories join the root sha256/ now.
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			ns.catalog(cctx, host)
+			cancel()
+		}
+		cfg.Namespace, cfg.Index = ns, p.union
+	}
+	st := &statusSource{repo: name, mountpoint: mountpoint, cacheDir: copts.Dir,
+		started: time.Now(), parts: p, cache: c}
+	cfg.Status = st.json
+	root = fs.NewRoot(cfg)
 	st.root = root
 	if o.metricsAddr != "" {
 		if err := startMetrics(o.metricsAddr, st, logger); err != nil {
@@ -97,7 +139,7 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 		}
 	}
 	srv, err := fs.Mount(mountpoint, root, fs.MountOptions{
-		FsName:     "hashfs:" + client.Repository(),
+		FsName:     "hashfs:" + fsName(args),
 		AllowOther: o.allowOther,
 		FuseDebug:  o.fuseDebug,
 		Logger:     logger,
@@ -105,7 +147,7 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 	if err != nil {
 		return err
 	}
-	logger.Info("mounted", "repository", client.Repository(), "mountpoint", mountpoint,
+	logger.Info("mounted", "sources", name, "mountpoint", mountpoint,
 		"verify", c.Mode().String(), "cache_dir", copts.Dir)
 	if ready != nil {
 		ready()
@@ -123,6 +165,19 @@ func serve(ctx context.Context, o *options, repo, mountpoint string, ready func(
 		<-done
 	}
 	return nil
+}
+
+// fsName is the mount's source column in /proc/mounts: the one source,
+// or the first and how many more.
+func fsName(args []sourceArg) string {
+	first := args[0].ref
+	if args[0].kind == layoutSource {
+		first = "oci:" + first
+	}
+	if len(args) == 1 {
+		return first
+	}
+	return fmt.Sprintf("%s+%d", first, len(args)-1)
 }
 
 // unmount retries briefly while the mount is busy, then detaches it lazily

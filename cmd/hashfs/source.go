@@ -12,55 +12,78 @@ import (
 
 type digestT = digest.Digest
 
-// registrySource adapts fetch.Client to manifestview.Registry.
-type registrySource struct{ c *fetch.Client }
-
-func (s registrySource) Manifest(ctx context.Context, ref string) (manifestview.Doc, error) {
-	d, err := s.c.Manifest(ctx, ref)
-	return manifestview.Doc{Digest: d.Digest, MediaType: d.MediaType, Body: d.Body}, err
-}
-
-func (s registrySource) StatManifest(ctx context.Context, ref string) (manifestview.Desc, error) {
-	d, err := s.c.StatManifest(ctx, ref)
-	return manifestview.Desc{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}, err
-}
-
-func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.c.Tags(ctx) }
-
-func (s registrySource) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
-	return s.c.StatBlob(ctx, d)
-}
-
-// source is what the daemon asks of the network: the registry, or
-// nothing at all with --offline.
-type source interface {
-	manifestview.Registry
+// fetchRepo is one repository as fetch reads it: a registry repository
+// (*fetch.Client), the same behind hosts.toml mirrors (*fetch.Mirrored),
+// or a local OCI layout (*fetch.Layout).
+type fetchRepo interface {
+	Name() string
+	Ping(ctx context.Context) error
+	Manifest(ctx context.Context, ref string) (fetch.Doc, error)
+	StatManifest(ctx context.Context, ref string) (fetch.Descriptor, error)
+	Tags(ctx context.Context) ([]string, error)
 	StatBlob(ctx context.Context, d digest.Digest) (int64, error)
 	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
 }
 
-func (s registrySource) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
-	return s.c.FetchRange(ctx, d, off, n)
+// source is what the daemon asks of one repository: its documents for
+// manifestview, and its blobs as one source of the fetch.Set.
+type source interface {
+	manifestview.Registry
+	fetch.BlobSource
 }
 
-// stater answers size and media type of any digest for sha256/<hex>.
-// The registry's HEAD is asked first, so that a manifest lying about a
-// blob's size cannot change what the honest path shows; a descriptor
-// seen in a manifest is the answer only while the registry is unreachable.
+// registrySource adapts a fetchRepo to source.
+type registrySource struct{ r fetchRepo }
+
+func (s registrySource) Name() string { return s.r.Name() }
+
+func (s registrySource) Manifest(ctx context.Context, ref string) (manifestview.Doc, error) {
+	d, err := s.r.Manifest(ctx, ref)
+	return manifestview.Doc{Digest: d.Digest, MediaType: d.MediaType, Body: d.Body}, err
+}
+
+func (s registrySource) StatManifest(ctx context.Context, ref string) (manifestview.Desc, error) {
+	d, err := s.r.StatManifest(ctx, ref)
+	return manifestview.Desc{Digest: d.Digest, Size: d.Size, MediaType: d.MediaType}, err
+}
+
+func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.r.Tags(ctx) }
+
+func (s registrySource) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
+	return s.r.StatBlob(ctx, d)
+}
+
+func (s registrySource) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
+	return s.r.FetchRange(ctx, d, off, n)
+}
+
+// stater answers size and media type of any digest of one repository for
+// its sha256/<hex>. The registry's HEAD is asked first, so that a manifest
+// lying about a blob's size cannot change what the honest path shows; a
+// descriptor seen in a manifest is the answer while the registry is
+// unreachable, or when the registry lacks the blob but the descriptor
+// lists URLs for it (they are sources too). Where it found a blob is told
+// to the fetch.Set, so reads go there first.
 type stater struct {
 	src  source
 	repo *manifestview.Repo
+	set  *fetch.Set
 }
 
 func (s stater) Stat(ctx context.Context, d digest.Digest) (manifestview.Desc, error) {
 	known, ok := s.repo.Lookup(d)
 	size, err := s.src.StatBlob(ctx, d)
+	if err == nil {
+		s.set.Learn(d, s.src)
+	}
 	switch {
 	case err == nil && ok && known.Size == size:
 		return known, nil
 	case err == nil:
 		return manifestview.Desc{Digest: d, Size: size, MediaType: "application/octet-stream"}, nil
 	case errors.Is(err, hfserr.ErrUnavailable) && ok:
+		return known, nil
+	case errors.Is(err, hfserr.ErrNotFound) && ok && len(known.URLs) > 0:
 		return known, nil
 	case !errors.Is(err, hfserr.ErrNotFound):
 		return manifestview.Desc{}, err

@@ -26,7 +26,8 @@ type daemonStatus struct {
 	Started        time.Time    `json:"started"`
 	CacheDir       string       `json:"cache_dir"`
 	Cache          cache.Stats  `json:"cache"`
-	Registry       fetch.Stats  `json:"registry"`
+	Registry       fetch.Stats  `json:"registry"` // summed over Sources
+	Sources        []sourceStat `json:"sources"`
 	Errors         int64        `json:"errors"`
 	RecentFailures []fs.Failure `json:"recent_failures"`
 }
@@ -35,18 +36,51 @@ type daemonStatus struct {
 type statusSource struct {
 	repo, mountpoint, cacheDir string
 	started                    time.Time
-	client                     *fetch.Client
+	parts                      *parts
 	cache                      *cache.Cache
 	root                       *fs.Root
 }
 
 func (s *statusSource) status() daemonStatus {
 	errs, recent := s.root.Failures()
-	return daemonStatus{
+	st := daemonStatus{
 		Repository: s.repo, Mountpoint: s.mountpoint, Verify: s.cache.Mode().String(), PID: os.Getpid(),
-		Started: s.started, CacheDir: s.cacheDir, Cache: s.cache.Stats(), Registry: s.client.Stats(),
+		Started: s.started, CacheDir: s.cacheDir, Cache: s.cache.Stats(), Sources: s.parts.stats(),
 		Errors: errs, RecentFailures: recent,
 	}
+	for _, src := range st.Sources {
+		st.Registry.Requests += src.Stats.Requests
+		st.Registry.BlobBytes += src.Stats.BlobBytes
+		st.Registry.Retries += src.Stats.Retries
+		st.Registry.Failures += src.Stats.Failures
+	}
+	return st
+}
+
+// sourceStat is one endpoint's request counts: a registry, a mirror of
+// it, or a layout.
+type sourceStat struct {
+	Name  string      `json:"name"`
+	Stats fetch.Stats `json:"stats"`
+}
+
+// stats lists every endpoint of every member, mirrors first.
+func (p *parts) stats() []sourceStat {
+	var out []sourceStat
+	for _, m := range p.all() {
+		switch fr := m.fr.(type) {
+		case interface{ Endpoints() []endpointStatsPending }:
+			for _, e := range fr.Endpoints() {
+				out = append(out, sourceStat{Name: e.Name, Stats: e.Stats})
+			}
+		case interface{ Stats() fetch.Stats }:
+			out = append(out, sourceStat{Name: m.fr.Name(), Stats: fr.Stats()})
+		case nil:
+		default:
+			out = append(out, sourceStat{Name: m.fr.Name()})
+		}
+	}
+	return out
 }
 
 func (s *statusSource) json() ([]byte, error) { return json.Marshal(s.status()) }
@@ -94,6 +128,12 @@ func printStatus(w io.Writer, st daemonStatus) {
 		st.CacheDir, st.Cache.Usage, st.Cache.Max, pct, st.Cache.VerifiedBlobs, st.Cache.Quarantined)
 	fmt.Fprintf(w, "registry:    %d requests, %d blob bytes, %d retries, %d gave up\n",
 		st.Registry.Requests, st.Registry.BlobBytes, st.Registry.Retries, st.Registry.Failures)
+	if len(st.Sources) > 1 {
+		for _, src := range st.Sources {
+			fmt.Fprintf(w, "  %s: %d requests, %d blob bytes, %d retries, %d gave up\n",
+				src.Name, src.Stats.Requests, src.Stats.BlobBytes, src.Stats.Retries, src.Stats.Failures)
+		}
+	}
 	fmt.Fprintf(w, "errors:      %d\n", st.Errors)
 	for _, f := range st.RecentFailures {
 		fmt.Fprintf(w, "  %s %s %s: %s (%s)\n", f.Time.Format(time.RFC3339), f.Op, f.Digest, f.Errno, f.Err)

@@ -1,0 +1,265 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hashfs/hashfs/internal/seed"
+)
+
+// writeLayout writes an OCI image layout at dir holding one image whose
+// single layer is data titled title, tagged tag (ref.name annotation).
+func writeLayout(t *testing.T, dir, tag, title string, data []byte) {
+	t.Helper()
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer:       static.NewLayer(data, types.OCILayer),
+		Annotations: map[string]string{"org.opencontainers.image.title": title},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countingFiles serves fixed files over plain HTTP with Range support
+// (http.ServeContent), counting the requests for each path.
+type countingFiles struct {
+	files map[string][]byte
+	hits  map[string]*atomic.Int64
+}
+
+func newCountingFiles(t *testing.T, files map[string][]byte) (*countingFiles, string) {
+	t.Helper()
+	c := &countingFiles{files: files, hits: map[string]*atomic.Int64{}}
+	for p := range files {
+		c.hits[p] = &atomic.Int64{}
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+func (c *countingFiles) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, ok := c.files[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	c.hits[r.URL.Path].Add(1)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+}
+
+// readErrno reads path and returns its bytes and the errno of a failure.
+func readErrno(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return b, errno
+	}
+	return b, err
+}
+
+func ls(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("ls %s: %v", dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func wantEntries(t *testing.T, dir string, want ...string) {
+	t.Helper()
+	got := ls(t, dir)
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("ls %s = %q, want it to include %q", dir, got, w)
+		}
+	}
+}
+
+// TestManySources: two real CNCF registries, the second a pull-through
+// cache (proxy.remoteurl) of the first, together with a source that is
+// down, one that serves corrupted bytes, a local OCI layout and descriptor
+// URLs on a plain HTTP server, behind one mount. The root sha256/ finds a
+// digest wherever it is; every repository has its subtree; bad sources are
+// skipped and never give wrong bytes.
+func TestManySources(t *testing.T) {
+	needFUSE(t)
+	// Distribution refuses descriptor URLs unless configured to allow them.
+	upstream, _ := startDistributionWith(t, "validation:\n  manifests:\n    urls:\n      allow:\n        - '^http://127\\.0\\.0\\.1:'\n")
+	pullThrough, ptStorage := startDistributionWith(t, fmt.Sprintf("proxy:\n  remoteurl: http://%s\n", upstream))
+
+	vostok := seed.Vostok()
+	vHex := sha256Hex(vostok)
+	derived := randomBytes(t, 3<<20+17)
+	dHex := sha256Hex(derived)
+	pushFile(t, upstream+"/lab/raw", "v1", "vostok.icecore.co2", vostok)
+	pushFile(t, upstream+"/lab/derived", "v1", "derived.bin", derived)
+	corrupt := startGGCR(t, flipBlobs)
+	pushFile(t, corrupt+"/lab/copy", "v1", "vostok.icecore.co2", vostok)
+	down := freeAddr(t) // nothing listens there
+
+	onDisk := randomBytes(t, 1<<20+5)
+	layoutDir := filepath.Join(t.TempDir(), "refs")
+	writeLayout(t, layoutDir, "v1", "ondisk.bin", onDisk)
+
+	// A foreign layer: the registry holds only the manifest; the bytes
+	// are at the descriptor's URLs, one of which serves other bytes.
+	foreign := randomBytes(t, 2<<20+3)
+	lying := randomBytes(t, 1<<20)
+	files, base := newCountingFiles(t, map[string][]byte{
+		"/foreign.bin": foreign,
+		"/lying.bin":   bytes.Repeat([]byte{'x'}, len(lying)),
+	})
+	fr := badRepo{t: t, repo: mustRepo(t, upstream+"/lab/foreign")}
+	fr.blob([]byte("{}"))
+	nd := "application/vnd.oci.image.layer.nondistributable.v1.tar"
+	l1 := layer(nd, "sha256:"+sha256Hex(foreign), int64(len(foreign)), "foreign.bin")
+	l1["urls"] = []string{base + "/foreign.bin"}
+	l2 := layer(nd, "sha256:"+sha256Hex(lying), int64(len(lying)), "lying.bin")
+	l2["urls"] = []string{base + "/lying.bin"}
+	fr.put("v1", mustJSON(t, ociManifest(l1, l2)), "application/vnd.oci.image.manifest.v1+json")
+
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	m := startDaemon(t, dir, cacheDir, "mount", "--cache-dir", cacheDir,
+		corrupt+"/lab/copy", down+"/lab/gone", pullThrough+"/lab/raw", upstream+"/lab/derived",
+		upstream+"/lab/foreign", "oci:"+layoutDir, dir)
+	if !strings.Contains(m.stderr(), "source not answering") {
+		t.Errorf("the down source was not reported at start:\n%s", m.stderr())
+	}
+
+	t.Run("layout", func(t *testing.T) {
+		wantEntries(t, dir, "sha256", "oci", corrupt, down, upstream, pullThrough)
+		wantEntries(t, m.path(upstream+"/lab"), "derived", "foreign")
+		wantEntries(t, m.path(pullThrough+"/lab/raw"), "sha256", "tags", "manifests")
+	})
+	t.Run("only in one repository, through the root", func(t *testing.T) {
+		for _, p := range []string{"sha256/" + dHex, "sha256/" + dHex[:2] + "/" + dHex[2:4] + "/" + dHex} {
+			if got := mustRead(t, m.path(p)); !bytes.Equal(got, derived) {
+				t.Errorf("%s: %d bytes, not the blob pushed only to lab/derived", p, len(got))
+			}
+		}
+		if _, err := os.Stat(m.path(pullThrough + "/lab/raw/sha256/" + dHex)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a repository's own sha256/ shows a digest it does not have: %v", err)
+		}
+	})
+	t.Run("pull-through registry", func(t *testing.T) {
+		p := m.path(pullThrough + "/lab/raw/tags/v1/vostok.icecore.co2")
+		if got := mustRead(t, p); !bytes.Equal(got, vostok) {
+			t.Fatalf("%s: wrong bytes", p)
+		}
+		// The pull-through cache fetched the blob from upstream and kept it.
+		if _, err := os.Stat(filepath.Join(ptStorage, "docker/registry/v2/blobs/sha256", vHex[:2], vHex, "data")); err != nil {
+			t.Errorf("the pull-through registry did not store the blob it served: %v", err)
+		}
+	})
+	t.Run("a corrupting source is skipped", func(t *testing.T) {
+		// Its own subtree finds the blob there first; the bytes fail
+		// verification and the read is served from another source.
+		p := m.path(corrupt + "/lab/copy/tags/v1/vostok.icecore.co2")
+		got, err := readErrno(p)
+		if err != nil || !bytes.Equal(got, vostok) {
+			t.Errorf("%s: %d bytes, %v; want the true bytes from another source", p, len(got), err)
+		}
+		if !strings.Contains(m.stderr(), "trying another source") {
+			t.Errorf("no log line says the corrupt copy was rejected:\n%s", m.stderr())
+		}
+	})
+	t.Run("layout only, through the root", func(t *testing.T) {
+		h := sha256Hex(onDisk)
+		if got := mustRead(t, m.path("sha256/"+h)); !bytes.Equal(got, onDisk) {
+			t.Error("a blob only in the OCI layout does not read through the root sha256/")
+		}
+		lp := m.path("oci" + strings.ToLower(layoutDir) + "/tags/v1/ondisk.bin")
+		if got := mustRead(t, lp); !bytes.Equal(got, onDisk) {
+			t.Errorf("%s: wrong bytes", lp)
+		}
+	})
+	t.Run("descriptor urls", func(t *testing.T) {
+		p := m.path(upstream + "/lab/foreign/tags/v1/foreign.bin")
+		if got := mustRead(t, p); !bytes.Equal(got, foreign) {
+			t.Fatalf("%s: wrong bytes", p)
+		}
+		if files.hits["/foreign.bin"].Load() == 0 {
+			t.Error("the descriptor URL was never requested")
+		}
+		if got := mustRead(t, m.path("sha256/"+sha256Hex(foreign))); !bytes.Equal(got, foreign) {
+			t.Error("the foreign layer does not read through the root sha256/")
+		}
+		bad := m.path(upstream + "/lab/foreign/tags/v1/lying.bin")
+		got, err := readErrno(bad)
+		if err != syscall.EIO || len(got) != 0 {
+			t.Errorf("%s (URL serves other bytes): %d bytes, %v; want EIO and nothing", bad, len(got), err)
+		}
+		if files.hits["/lying.bin"].Load() == 0 {
+			t.Error("the lying URL was never requested")
+		}
+	})
+	t.Run("not anywhere", func(t *testing.T) {
+		_, err := os.Stat(m.path("sha256/" + strings.Repeat("ab", 32)))
+		// With one source down nobody can say "not found" for sure.
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EIO) {
+			t.Errorf("stat of a digest no source has: %v, want ENOENT or EIO", err)
+		}
+		if _, err := os.Stat(m.path("..hidden")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a name no source can have: %v", err)
+		}
+	})
+	t.Run("resolve and status", func(t *testing.T) {
+		out, errs, err := hashfsCmd(t, "resolve", "--mount", dir, "hash://sha256/"+dHex)
+		if want := filepath.Join(m.dir, "sha256", dHex); err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("resolve = %q, %v (%s), want %s", out, err, errs, want)
+		}
+		out, errs, err = hashfsCmd(t, "status", "--json", dir)
+		if err != nil {
+			t.Fatalf("status: %v %s", err, errs)
+		}
+		var st struct {
+			Sources []struct {
+				Name string `json:"name"`
+			} `json:"sources"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Sources) < 5 {
+			t.Errorf("status sources = %+v, %v; want one per source\n%s", st.Sources, err, out)
+		}
+	})
+}
+
+func mustRepo(t *testing.T, s string) name.Repository {
+	t.Helper()
+	r, err := name.NewRepository(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
