@@ -146,6 +146,9 @@ func New(repo string, o Options) (*Client, error) {
 		}
 		c.ep = o.Endpoint
 		c.ep.Host = reg.RegistryStr()
+		if c.ep.Scheme == "" {
+			c.ep.Scheme = reg.Scheme()
+		}
 		c.target, c.reg = reg.Repo(r.RepositoryStr()), reg
 		c.mirror = c.reg.RegistryStr() != r.RegistryStr() || c.ep.apiRoot() != "/v2"
 	}
@@ -223,7 +226,7 @@ func (c *Client) url(suffix string, query ...string) string {
 	u := url.URL{
 		Scheme:   c.reg.Scheme(),
 		Host:     c.reg.RegistryStr(),
-		Path:     c.ep.apiRoot() + "/" + c.target.RepositoryStr() + suffix,
+		Path:     strings.TrimSuffix(c.ep.apiRoot(), "/") + "/" + c.target.RepositoryStr() + suffix,
 		RawQuery: q.Encode(),
 	}
 	return u.String()
