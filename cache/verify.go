@@ -123,7 +123,12 @@ func (c *Cache) strictJob(k blobKey) (*job, error) {
 	if !c.spawn(func() {
 		tab, err := c.verify(c.ctx, k)
 		for tries := 0; tries < maxRejects && c.rejected(k, err); tries++ {
+			bad := err
 			tab, err = c.verify(c.ctx, k)
+			var ie *IntegrityError
+			if err != nil && !errors.As(err, &ie) && (errors.Is(err, hfserr.ErrNotFound) || errors.Is(err, hfserr.ErrIntegrity)) {
+				err = bad // no other source had it: the verdict is the mismatch
+			}
 		}
 		c.finishStrict(k, j, tab, err)
 	}) {

@@ -340,14 +340,24 @@ func (s *Set) verdict(ctx context.Context, d digest.Digest, what string, errs []
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
+	// Every source but the rejected ones is exhausted: this answer ends the
+	// rejections, so the next attempt (after the caller's own failure
+	// memory) asks the rejected sources again, whose fault may have cleared.
+	s.mu.Lock()
+	w, ok := s.known.Peek(d)
+	rejected := ok && len(w.rejected) > 0
+	if rejected {
+		w.rejected = nil
+	}
+	s.mu.Unlock()
+	onlyMissing := true
+	for _, e := range errs {
+		onlyMissing = onlyMissing && errors.Is(e.err, hfserr.ErrNotFound)
+	}
+	if rejected && onlyMissing {
+		return fmt.Errorf("%s: every source that had it served other bytes: %w", what, hfserr.ErrIntegrity)
+	}
 	if len(errs) == 0 {
-		s.mu.Lock()
-		w, ok := s.known.Peek(d)
-		rejected := ok && len(w.rejected) > 0
-		s.mu.Unlock()
-		if rejected {
-			return fmt.Errorf("%s: every source that had it served other bytes: %w", what, hfserr.ErrIntegrity)
-		}
 		return fmt.Errorf("%s: no source to ask: %w", what, hfserr.ErrNotFound)
 	}
 	if len(errs) == 1 {

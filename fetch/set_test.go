@@ -402,3 +402,26 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Once every source was rejected for a digest, the answer that says so ends
+// the rejections: a source whose fault has cleared serves it again.
+func TestSetRejectionsEnd(t *testing.T) {
+	only := newFake("only")
+	only.blobs[digA] = bytes.ToUpper(blobA)
+	s := NewSet(nil, only)
+	ctx := context.Background()
+	if _, err := s.FetchRange(ctx, digA, 0, int64(len(blobA))); err != nil {
+		t.Fatal(err)
+	}
+	if s.Reject(digA) {
+		t.Fatal("Reject = true with the only source rejected")
+	}
+	if _, err := s.FetchRange(ctx, digA, 0, int64(len(blobA))); !errors.Is(err, hfserr.ErrIntegrity) {
+		t.Fatalf("fetch with every source rejected = %v, want ErrIntegrity", err)
+	}
+	only.blobs[digA] = blobA // the fault cleared
+	got, err := s.FetchRange(ctx, digA, 0, int64(len(blobA)))
+	if err != nil || !bytes.Equal(got, blobA) {
+		t.Fatalf("fetch after the fault cleared = %q, %v; want the blob", got, err)
+	}
+}

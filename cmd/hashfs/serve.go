@@ -54,9 +54,12 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 		fopts:   fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"},
 		members: map[string]*member{},
 	}
+	// Offline, the cache reads from nothing but itself (no descriptor URLs
+	// either), and a blob it lacks is unavailable rather than absent.
+	var cacheSrc cache.Source = p.set
 	if o.offline {
 		p.offline = &offlineSource{}
-		p.set.Add(p.offline)
+		cacheSrc = p.offline
 	}
 	frs := make([]fetchRepo, len(args))
 	for i, a := range args {
@@ -91,7 +94,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 			root.Invalidate(d)
 		}
 	}
-	c, err := cache.Open(dctx, p.set, copts)
+	c, err := cache.Open(dctx, cacheSrc, copts)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
@@ -100,7 +103,9 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 	if p.offline != nil {
 		p.offline.cache = c
 	}
-	p.set.Add(newDescriptorURLs(p.union.Lookup, p.fopts))
+	if !o.offline {
+		p.set.Add(newDescriptorURLs(p.union.Lookup, p.fopts))
+	}
 	for i, a := range args {
 		if a.kind == wholeRegistry {
 			continue
