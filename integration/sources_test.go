@@ -125,8 +125,11 @@ func TestManySources(t *testing.T) {
 	dHex := sha256Hex(derived)
 	pushFile(t, upstream+"/lab/raw", "v1", "vostok.icecore.co2", vostok)
 	pushFile(t, upstream+"/lab/derived", "v1", "derived.bin", derived)
+	// shared is in a source that corrupts it and in lab/derived.
+	shared := randomBytes(t, 1<<20+77)
+	pushFile(t, upstream+"/lab/derived", "v2", "shared.bin", shared)
 	corrupt := startGGCR(t, flipBlobs)
-	pushFile(t, corrupt+"/lab/copy", "v1", "vostok.icecore.co2", vostok)
+	pushFile(t, corrupt+"/lab/copy", "v1", "shared.bin", shared)
 	down := freeAddr(t) // nothing listens there
 
 	onDisk := randomBytes(t, 1<<20+5)
@@ -178,17 +181,25 @@ func TestManySources(t *testing.T) {
 		if got := mustRead(t, p); !bytes.Equal(got, vostok) {
 			t.Fatalf("%s: wrong bytes", p)
 		}
-		// The pull-through cache fetched the blob from upstream and kept it.
-		if _, err := os.Stat(filepath.Join(ptStorage, "docker/registry/v2/blobs/sha256", vHex[:2], vHex, "data")); err != nil {
+		// The pull-through cache fetched the blob from upstream and keeps
+		// it (committed once the response is written: allow it a moment).
+		stored := filepath.Join(ptStorage, "docker/registry/v2/blobs/sha256", vHex[:2], vHex, "data")
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if _, err = os.Stat(stored); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			t.Errorf("the pull-through registry did not store the blob it served: %v", err)
 		}
 	})
 	t.Run("a corrupting source is skipped", func(t *testing.T) {
-		// Its own subtree finds the blob there first; the bytes fail
-		// verification and the read is served from another source.
-		p := m.path(corrupt + "/lab/copy/tags/v1/vostok.icecore.co2")
+		// Its own sha256/ finds the blob there, so the Set asks it first;
+		// the bytes fail verification and another source serves the read.
+		p := m.path(corrupt + "/lab/copy/sha256/" + sha256Hex(shared))
 		got, err := readErrno(p)
-		if err != nil || !bytes.Equal(got, vostok) {
+		if err != nil || !bytes.Equal(got, shared) {
 			t.Errorf("%s: %d bytes, %v; want the true bytes from another source", p, len(got), err)
 		}
 		if !strings.Contains(m.stderr(), "trying another source") {

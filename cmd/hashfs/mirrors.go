@@ -24,7 +24,7 @@ func openRepository(ref, hostsDir string, o fetch.Options) (fetchRepo, error) {
 	}
 	var eps []fetch.Endpoint
 	if hostsDir != "" {
-		if eps, err = loadHostsPending(hostsDir, r.RegistryStr()); err != nil {
+		if eps, err = fetch.LoadHosts(hostsDir, r.RegistryStr()); err != nil {
 			return nil, fmt.Errorf("--hosts-dir: %w", err)
 		}
 	}
@@ -44,5 +44,5 @@ func openRepository(ref, hostsDir string, o fetch.Options) (fetchRepo, error) {
 	if len(clients) == 1 {
 		return clients[0], nil
 	}
-	return newMirroredPending(clients...), nil
+	return fetch.NewMirrored(clients...), nil
 }

@@ -69,7 +69,7 @@ func (p *parts) stats() []sourceStat {
 	var out []sourceStat
 	for _, m := range p.all() {
 		switch fr := m.fr.(type) {
-		case interface{ Endpoints() []endpointStatsPending }:
+		case interface{ Endpoints() []fetch.EndpointStats }:
 			for _, e := range fr.Endpoints() {
 				out = append(out, sourceStat{Name: e.Name, Stats: e.Stats})
 			}
