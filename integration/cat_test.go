@@ -107,11 +107,20 @@ func TestCatAndResolve(t *testing.T) {
 		{"id nowhere", []string{"cat", "sha256:" + strings.Repeat("0", 64), empty, good}, "no source gave verified bytes"},
 		{"malformed id", []string{"cat", "hash://md5/abc", good}, "want hash://sha256/<hex>"},
 		{"bad repository", []string{"cat", ids[0], "Bad//Repo"}, "repository"},
+		{"a whole registry", []string{"cat", ids[0], "127.0.0.1:1"}, "whole registry"},
+		{"not a layout", []string{"cat", ids[0], "oci:" + t.TempDir()}, "oci-layout"},
 	} {
 		out, errs, err := hashfsCmd(t, tc.args...)
 		if err == nil || out != "" || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: exit %v, %d bytes on stdout, stderr %q; want a non-zero exit, no output, %q", tc.name, err, len(out), errs, tc.want)
 		}
+	}
+
+	// A local OCI layout is a source too.
+	layoutDir := filepath.Join(t.TempDir(), "layout")
+	writeLayout(t, layoutDir, "v1", "vostok.icecore.co2", vostok)
+	if out, errs, err := hashfsCmd(t, "cat", ids[1], empty, "oci:"+layoutDir); err != nil || out != string(vostok) {
+		t.Errorf("cat from an oci: layout: %d bytes, %v\n%s", len(out), err, errs)
 	}
 
 	m := mount(t, good)

@@ -11,6 +11,7 @@ import (
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/fetch"
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 func newCatCmd() *cobra.Command {
@@ -23,6 +24,8 @@ standard output only once they are verified against the id (--verify strict):
 a source that lacks the blob, fails, or serves bytes that do not match is
 skipped for the next one. It exits non-zero when no source gives the right
 bytes. ID is hash://sha256/<hex>, sha256:<hex>, <hex> or sha256-<base64>.
+A SOURCE is a repository (its hosts.toml mirrors in --hosts-dir are asked
+first) or a local OCI image layout, oci:/path.
 
 Unless --cache-dir is given, the bytes pass through a private temporary
 cache that is removed afterwards.`,
@@ -63,7 +66,15 @@ var errOutput = errors.New("writing output")
 // byte is written only after the whole blob verified.
 func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io.Writer) error {
 	logger := o.logger()
-	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
+	arg, err := parseSource(repo, o.plainHTTP)
+	if err != nil {
+		return err
+	}
+	if arg.kind == wholeRegistry {
+		return fmt.Errorf("%s is a whole registry: cat needs a repository or an oci: layout: %w", repo, hfserr.ErrInvalid)
+	}
+	p := &parts{o: o, fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"}}
+	client, err := p.open(arg)
 	if err != nil {
 		return err
 	}
@@ -71,7 +82,7 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 	if err != nil {
 		return err
 	}
-	copts, err := o.cacheOptions(logger, client.Repository())
+	copts, err := o.cacheOptions(logger, client.Name())
 	if err != nil {
 		return err
 	}
