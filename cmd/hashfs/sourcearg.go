@@ -46,7 +46,7 @@ func parseSource(s string, plainHTTP bool) (sourceArg, error) {
 		}
 		return sourceArg{kind: layoutSource, ref: abs, path: "oci" + layoutPath(abs)}, nil
 	case !strings.Contains(s, "/") && (strings.ContainsAny(s, ".:") || s == "localhost"):
-		reg, err := name.NewRegistry(s, nopts...)
+		reg, err := name.NewRegistry(strings.ToLower(s), nopts...) // host names are case-insensitive
 		if err != nil {
 			return sourceArg{}, fmt.Errorf("registry %q: %v: %w", clip(s), err, hfserr.ErrInvalid)
 		}
@@ -56,7 +56,7 @@ func parseSource(s string, plainHTTP bool) (sourceArg, error) {
 	if err != nil {
 		return sourceArg{}, fmt.Errorf("repository %q: %v: %w", clip(s), err, hfserr.ErrInvalid)
 	}
-	return sourceArg{kind: repoSource, ref: r.Name(), path: r.RegistryStr() + "/" + r.RepositoryStr()}, nil
+	return sourceArg{kind: repoSource, ref: r.Name(), path: strings.ToLower(r.RegistryStr()) + "/" + r.RepositoryStr()}, nil
 }
 
 // layoutPath turns an absolute directory into namespace path components
