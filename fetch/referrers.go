@@ -259,3 +259,14 @@ func (l *Layout) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, er
 	}
 	return uniqueReferrers(refs), nil
 }
+
+// Referrers lists the referrers of d from the first resolve endpoint that
+// answers (referrers change, as tags do; see Client.Referrers).
+func (m *Mirrored) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
+	var refs []Referrer
+	err := try(m, ctx, "referrers of "+d.String(), CapResolve, -1, func(c *Client) (err error) {
+		refs, err = c.Referrers(ctx, d)
+		return err
+	})
+	return refs, err
+}

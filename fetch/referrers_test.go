@@ -259,3 +259,45 @@ func TestLayoutReferrers(t *testing.T) {
 		t.Errorf("Referrers of a manifest nothing refers to = %v, %v; want an empty list", none, err)
 	}
 }
+
+func TestMirroredReferrers(t *testing.T) {
+	up, mir := newFixture(t), newFixture(t)
+	r1, r2 := digest.Of([]byte("r1")), digest.Of([]byte("r2"))
+	var upCalls, mirCalls atomic.Int64
+	serve := func(d digest.Digest) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", mediaTypeIndex)
+			_, _ = w.Write(indexOf(refDesc(d, "t", nil)))
+		}
+	}
+	up.setHook(referrersAPI(&upCalls, serve(r1), "", nil))
+	mir.setHook(referrersAPI(&mirCalls, serve(r2), "", nil))
+	for _, tc := range []struct {
+		name       string
+		mirCaps    Capability
+		want       digest.Digest
+		up, mirror int64
+	}{
+		{"pull-only mirror: upstream answers", CapPull, r1, 1, 0},
+		{"resolving mirror answers", CapPull | CapResolve, r2, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upCalls.Store(0)
+			mirCalls.Store(0)
+			m, err := NewMirroredAt(up.repo, []Endpoint{
+				{Host: mir.host(), Capabilities: tc.mirCaps},
+				{Host: up.host(), Server: true},
+			}, mirrorOpts(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := m.Referrers(context.Background(), up.manDigest)
+			if err != nil || len(got) != 1 || got[0].Digest != tc.want {
+				t.Fatalf("Referrers = %+v, %v; want %s", got, err, tc.want)
+			}
+			if upCalls.Load() != tc.up || mirCalls.Load() != tc.mirror {
+				t.Errorf("referrers requests upstream, mirror = %d, %d; want %d, %d", upCalls.Load(), mirCalls.Load(), tc.up, tc.mirror)
+			}
+		})
+	}
+}
