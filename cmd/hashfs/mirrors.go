@@ -3,10 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/hashfs/hashfs/fetch"
-	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 // openRepository returns the fetchRepo of the repository ref. When
@@ -14,35 +11,29 @@ import (
 // lists are asked first, in order, and the registry (the file's server)
 // last; otherwise the registry alone.
 func openRepository(ref, hostsDir string, o fetch.Options) (fetchRepo, error) {
-	var nopts []name.Option
-	if o.PlainHTTP {
-		nopts = append(nopts, name.Insecure)
-	}
-	r, err := name.NewRepository(ref, nopts...)
+	c, err := fetch.New(ref, o)
 	if err != nil {
-		return nil, fmt.Errorf("repository %q: %v: %w", clip(ref), err, hfserr.ErrInvalid)
+		return nil, err
 	}
-	var eps []fetch.Endpoint
-	if hostsDir != "" {
-		if eps, err = fetch.LoadHosts(hostsDir, r.RegistryStr()); err != nil {
-			return nil, fmt.Errorf("--hosts-dir: %w", err)
-		}
+	if hostsDir == "" {
+		return c, nil
 	}
-	if len(eps) == 0 {
-		return fetch.New(ref, o)
+	eps, err := fetch.LoadHosts(hostsDir, c.Endpoint().Host)
+	if err != nil {
+		return nil, fmt.Errorf("--hosts-dir: %w", err)
 	}
-	clients := make([]*fetch.Client, 0, len(eps))
-	for _, ep := range eps {
-		eo := o
-		eo.Endpoint = ep
-		c, err := fetch.New(ref, eo)
-		if err != nil {
-			return nil, fmt.Errorf("%s at %s: %w", ref, ep, err)
-		}
-		clients = append(clients, c)
+	if len(eps) == 1 && plainUpstream(eps[0], c.Endpoint().Host) {
+		return c, nil
 	}
-	if len(clients) == 1 {
-		return clients[0], nil
+	m, err := fetch.NewMirroredAt(ref, eps, o)
+	if err != nil {
+		return nil, fmt.Errorf("--hosts-dir: %w", err)
 	}
-	return fetch.NewMirrored(clients...), nil
+	return m, nil
+}
+
+// plainUpstream reports whether ep is the registry itself with nothing
+// configured for it.
+func plainUpstream(ep fetch.Endpoint, host string) bool {
+	return ep.Server && ep.Host == host && ep.Scheme == "" && ep.Path == "" && len(ep.CA) == 0 && !ep.SkipVerify
 }
