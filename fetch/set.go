@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/first"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
@@ -295,27 +296,19 @@ func (s *Set) search(ctx context.Context, d digest.Digest, skip []BlobSource) (i
 		if len(cands) == 0 {
 			return result{errs: []sourceErr{}}
 		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel() // stops the slower sources once one has answered
-		type answer struct {
-			src  BlobSource
-			size int64
-			err  error
+		// The slower sources are cancelled once one has answered.
+		failed := make([]error, len(cands))
+		i, size, _ := first.Success(ctx, len(cands), func(ctx context.Context, i int) (int64, error) {
+			size, err := s.statOne(ctx, d, cands[i])
+			failed[i] = err
+			return size, err
+		})
+		if i >= 0 {
+			return result{size: size, src: cands[i]}
 		}
-		ch := make(chan answer, len(cands))
-		for _, src := range cands {
-			go func() {
-				size, err := s.statOne(ctx, d, src)
-				ch <- answer{src, size, err}
-			}()
-		}
-		errs := []sourceErr{}
-		for range cands {
-			a := <-ch
-			if a.err == nil {
-				return result{size: a.size, src: a.src}
-			}
-			errs = append(errs, sourceErr{a.src, a.err})
+		errs := make([]sourceErr, len(cands))
+		for i, src := range cands {
+			errs[i] = sourceErr{src, failed[i]}
 		}
 		return result{errs: errs}
 	}

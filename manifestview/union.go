@@ -11,6 +11,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/first"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
@@ -75,29 +76,21 @@ func (u *Union) Stat(ctx context.Context, d digest.Digest) (Desc, error) {
 			return desc, nil
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type answer struct {
-		i    int
-		desc Desc
-		err  error
-	}
-	ch := make(chan answer, len(ms))
-	for i, m := range ms {
-		go func() {
-			desc, err := m.Stater.Stat(ctx, d)
-			ch <- answer{i, desc, err}
-		}()
+	i, desc, failed := first.Success(ctx, len(ms), func(ctx context.Context, i int) (Desc, error) {
+		desc, err := ms[i].Stater.Stat(ctx, d)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", ms[i].Name, err)
+		}
+		return desc, err
+	})
+	if i >= 0 {
+		u.where.Add(d, i)
+		return desc, nil
 	}
 	var errs []error
-	for range ms {
-		a := <-ch
-		if a.err == nil {
-			u.where.Add(d, a.i)
-			return a.desc, nil
-		}
-		if !errors.Is(a.err, hfserr.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("%s: %w", ms[a.i].Name, a.err))
+	for _, err := range failed {
+		if !errors.Is(err, hfserr.ErrNotFound) {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) == 0 {
