@@ -13,6 +13,10 @@ const (
 	nameIndex    = "index.json"
 	nameConfig   = "config.json"
 	nameBlobs    = "blobs"
+	// NameSubject is the symlink to the manifest a referrer refers to.
+	NameSubject = "subject"
+	// NameReferrers is the directory of the manifests that refer to this one.
+	NameReferrers = "referrers"
 	// AnnotationTitle is the annotation ORAS uses to name a file.
 	AnnotationTitle = "org.opencontainers.image.title"
 )
@@ -35,9 +39,14 @@ const (
 // sha256:<child>. A document of unknown media type is a manifest if it
 // has a config, layers or blobs, an index if it has only manifests.
 //
+// Every document also shows referrers/ (Kind Referrers: the manifests
+// whose subject it is, listed on use) and, when it has an OCI 1.1
+// subject, a symlink subject to ../sha256:<subject>. The root's Desc is
+// the document's own, with its annotations, artifactType and subject.
+//
 // Titles may be relative paths ("data/a.csv" makes data/). A title that
 // is unsafe (see safeTitle), starts with a fixed name (manifest.json,
-// index.json, config.json, blobs) or a "sha256:<hex>" name, or collides
+// index.json, config.json, blobs, subject, referrers) or a "sha256:<hex>" name, or collides
 // with an earlier title (as a file or as a directory) is shown at the
 // top-level name "sha256:<hex>" instead; the same title and digest
 // twice is one file.
@@ -57,8 +66,9 @@ func Build(doc Doc) (*Node, error) {
 // built is what build learns from a document.
 type built struct {
 	root    *Node
-	seen    []Desc // the document itself first, then config, layers, blobs or entries
-	skipped int    // invalid descriptors left out
+	seen    []Desc   // the document itself first, then config, layers, blobs or entries
+	skipped int      // invalid descriptors left out
+	dropped []string // metadata not shown as extended attributes, and why
 }
 
 // build is Build that also returns every descriptor it saw.
@@ -70,16 +80,26 @@ func build(doc Doc) (built, error) {
 	if doc.Digest.IsZero() {
 		doc.Digest = digest.Of(doc.Body)
 	}
-	self := Desc{Digest: doc.Digest, Size: int64(len(doc.Body)), MediaType: p.mediaType}
+	self := Desc{Digest: doc.Digest, Size: int64(len(doc.Body)), MediaType: p.mediaType,
+		Annotations: p.annotations, ArtifactType: p.artifactType}
 	t := newTree()
+	t.root.Desc = self
 	seen := []Desc{self}
+	t.insert(t.root, &Node{Name: NameReferrers, Kind: Referrers, Desc: self})
+	if p.subject != nil {
+		self.Subject = p.subject.Digest
+		t.root.Desc = self
+		t.insert(t.root, &Node{Name: NameSubject, Kind: Symlink, Target: "../" + p.subject.Digest.String(), Desc: *p.subject})
+		seen = append(seen, *p.subject)
+	}
+	_, dropped := Attrs(self)
 	if p.kind == kindIndex {
 		t.insert(t.root, &Node{Name: nameIndex, Kind: File, Desc: self})
 		for _, m := range p.manifests {
 			t.addPlatform(m)
 		}
 		seen = append(seen, p.manifests...)
-		return built{root: t.finish(), seen: seen, skipped: p.skipped}, nil
+		return built{root: t.finish(), seen: seen, skipped: p.skipped, dropped: dropped}, nil
 	}
 
 	t.insert(t.root, &Node{Name: nameManifest, Kind: File, Desc: self})
@@ -96,6 +116,8 @@ func build(doc Doc) (built, error) {
 		if t.lookup(blobs, d.Digest.String()) == nil {
 			t.insert(blobs, &Node{Name: d.Digest.String(), Kind: File, Desc: d})
 		}
+		_, why := Attrs(d)
+		dropped = append(dropped, why...)
 	}
 	for _, d := range p.layers {
 		if title, ok := d.Annotations[AnnotationTitle]; ok {
@@ -103,7 +125,7 @@ func build(doc Doc) (built, error) {
 		}
 	}
 	seen = append(seen, all...)
-	return built{root: t.finish(), seen: seen, skipped: p.skipped}, nil
+	return built{root: t.finish(), seen: seen, skipped: p.skipped, dropped: dropped}, nil
 }
 
 func isEmptyDesc(d Desc) bool {
@@ -225,7 +247,7 @@ func platformName(p *Platform) (string, bool) {
 // level: the fixed names and anything shaped like a fallback name.
 func reserved(name string) bool {
 	switch name {
-	case nameManifest, nameIndex, nameConfig, nameBlobs:
+	case nameManifest, nameIndex, nameConfig, nameBlobs, NameSubject, NameReferrers:
 		return true
 	}
 	_, err := digest.Parse(name)

@@ -71,6 +71,8 @@ func listing(n *Node) []string {
 			case Dir:
 				out = append(out, p+"/")
 				walk(p+"/", c)
+			case Referrers:
+				out = append(out, p+"/ (referrers)")
 			case Symlink:
 				out = append(out, fmt.Sprintf("%s -> %s (%s)", p, strings.Replace(c.Target, c.Desc.Digest.String(), label(c.Desc.Digest), 1), label(c.Desc.Digest)))
 			default:
@@ -279,6 +281,7 @@ func TestBuild(t *testing.T) {
 			checkTree(t, root)
 			got := listing(root)
 			slices.Sort(got)
+			tc.want = append(tc.want, "referrers/ (referrers)") // every document has one
 			slices.Sort(tc.want)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("tree:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
@@ -393,6 +396,10 @@ func checkTree(t testing.TB, root *Node) {
 			case File:
 				if c.Desc.Digest.IsZero() || c.Desc.Size < 0 {
 					t.Fatalf("file %q desc %+v", c.Name, c.Desc)
+				}
+			case Referrers:
+				if depth != 0 || c.Name != NameReferrers || c.Desc.Digest != root.Desc.Digest || root.Desc.Digest.IsZero() {
+					t.Fatalf("referrers %q desc %+v, root desc %+v", c.Name, c.Desc, root.Desc)
 				}
 			default:
 				t.Fatalf("kind %v", c.Kind)

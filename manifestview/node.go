@@ -28,6 +28,14 @@ type Desc struct {
 	// layers). Only http and https URLs are kept; their bytes are
 	// verified like any other.
 	URLs []string
+	// ArtifactType is the descriptor's artifactType; for a document (the
+	// Desc of a tree's root and of its manifest.json or index.json) its
+	// artifactType or, for a manifest without one, its config's
+	// mediaType, as the referrers API reports it.
+	ArtifactType string
+	// Subject is, for a document, the manifest it refers to (OCI 1.1
+	// "subject"); zero if none.
+	Subject digest.Digest
 }
 
 // Doc is a manifest or index document: its digest, media type and raw bytes.
@@ -47,6 +55,9 @@ const (
 	Dir
 	// Symlink points at Node.Target (relative to its directory).
 	Symlink
+	// Referrers is a directory whose entries are asked for when used:
+	// the manifests whose subject is Node.Desc.Digest (Repo.Referrers).
+	Referrers
 )
 
 func (k Kind) String() string {
@@ -57,6 +68,8 @@ func (k Kind) String() string {
 		return "dir"
 	case Symlink:
 		return "symlink"
+	case Referrers:
+		return "referrers"
 	}
 	return "kind?"
 }
@@ -67,7 +80,9 @@ type Node struct {
 	Kind Kind
 	// Desc is the blob for a File (for manifest.json/index.json: the
 	// document itself, Size = len(body)); for a Symlink of an index it
-	// is the child manifest the link points at; zero for a Dir.
+	// is the child manifest the link points at, for subject the subject;
+	// for the root Dir and for Referrers the document itself; zero for
+	// any other Dir.
 	Desc Desc
 	// Target is the link text of a Symlink.
 	Target string

@@ -12,12 +12,13 @@ import (
 
 // rawDesc is a descriptor as it appears in a document.
 type rawDesc struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations"`
-	Platform    *rawPlatform      `json:"platform"`
-	URLs        []string          `json:"urls"`
+	MediaType    string            `json:"mediaType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	Annotations  map[string]string `json:"annotations"`
+	Platform     *rawPlatform      `json:"platform"`
+	URLs         []string          `json:"urls"`
+	ArtifactType string            `json:"artifactType"`
 }
 
 type rawPlatform struct {
@@ -29,12 +30,14 @@ type rawPlatform struct {
 // rawDoc covers the fields of OCI image manifests, OCI artifact
 // manifests, OCI indexes and their Docker v2 counterparts.
 type rawDoc struct {
-	MediaType   string            `json:"mediaType"`
-	Config      *rawDesc          `json:"config"`
-	Layers      []rawDesc         `json:"layers"`
-	Blobs       []rawDesc         `json:"blobs"`
-	Manifests   []rawDesc         `json:"manifests"`
-	Annotations map[string]string `json:"annotations"`
+	MediaType    string            `json:"mediaType"`
+	Config       *rawDesc          `json:"config"`
+	Layers       []rawDesc         `json:"layers"`
+	Blobs        []rawDesc         `json:"blobs"`
+	Manifests    []rawDesc         `json:"manifests"`
+	Annotations  map[string]string `json:"annotations"`
+	ArtifactType string            `json:"artifactType"`
+	Subject      *rawDesc          `json:"subject"`
 }
 
 // docKind is how a document is shown.
@@ -53,6 +56,10 @@ type parsed struct {
 	layers    []Desc // layers, then artifact blobs
 	manifests []Desc // index entries
 	skipped   int    // descriptors dropped as invalid
+
+	annotations  map[string]string // the document's own
+	artifactType string            // artifactType, else the config's mediaType (not the empty one)
+	subject      *Desc             // nil when absent or invalid
 }
 
 // parse decodes body. A body that is not a JSON object, or whose fields
@@ -73,6 +80,14 @@ func parse(doc Doc) (*parsed, error) {
 		p.mediaType = doc.MediaType
 	}
 	p.kind = classify(p.mediaType, &rd)
+	p.annotations, p.artifactType = rd.Annotations, rd.ArtifactType
+	if rd.Subject != nil {
+		if d, ok := rd.Subject.desc(); ok {
+			p.subject = &d
+		} else {
+			p.skipped++
+		}
+	}
 	if p.kind == kindIndex {
 		for _, r := range rd.Manifests {
 			if d, ok := r.desc(); ok {
@@ -88,6 +103,9 @@ func parse(doc Doc) (*parsed, error) {
 			p.config = &d
 		} else {
 			p.skipped++
+		}
+		if p.artifactType == "" && rd.Config.MediaType != MediaTypeEmpty {
+			p.artifactType = rd.Config.MediaType
 		}
 	}
 	for _, list := range [][]rawDesc{rd.Layers, rd.Blobs} {
@@ -126,7 +144,8 @@ func (r rawDesc) desc() (Desc, bool) {
 	if err != nil || d.IsZero() || r.Size < 0 {
 		return Desc{}, false
 	}
-	out := Desc{Digest: d, Size: r.Size, MediaType: r.MediaType, Annotations: r.Annotations, URLs: webURLs(r.URLs)}
+	out := Desc{Digest: d, Size: r.Size, MediaType: r.MediaType, Annotations: r.Annotations, URLs: webURLs(r.URLs),
+		ArtifactType: r.ArtifactType}
 	if r.Platform != nil {
 		out.Platform = &Platform{
 			OS:           r.Platform.OS,

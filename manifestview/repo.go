@@ -70,8 +70,11 @@ type Repo struct {
 	trees  *lru.Cache[digest.Digest, *Node]
 	flight singleflight.Group // keys: "doc:<digest>", "tag:<name>", "tags"
 
-	knownMu sync.Mutex
-	known   map[digest.Digest]knownDesc
+	knownMu   sync.Mutex
+	known     map[digest.Digest]knownDesc
+	platforms map[digest.Digest]Platform // of manifests, from the index entries seen
+
+	refs *lru.Cache[digest.Digest, referrersAnswer] // last answer per subject
 
 	tagMu   sync.Mutex
 	tagList []string             // last listing that succeeded
@@ -116,6 +119,10 @@ func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 		panic(err) // only for a non-positive size
 	}
 	r.trees = trees
+	r.platforms = map[digest.Digest]Platform{}
+	if r.refs, err = lru.New[digest.Digest, referrersAnswer](referrersCacheSize); err != nil {
+		panic(err) // only for a non-positive size
+	}
 	if len(o.KnownTags) > 0 {
 		// Known, but checked long ago: the first use asks the registry.
 		r.listAt = time.Unix(1, 0)
@@ -187,9 +194,13 @@ func (r *Repo) Tree(ctx context.Context, d digest.Digest) (*Node, error) {
 	if b.skipped > 0 {
 		r.log.Warn("manifest has invalid descriptors; not shown", "digest", d, "skipped", b.skipped)
 	}
+	if len(b.dropped) > 0 {
+		r.log.Info("manifest metadata not shown as extended attributes", "digest", d, "dropped", b.dropped)
+	}
 	r.record(b.seen[0], true)
 	for _, s := range b.seen[1:] {
 		r.record(s, false)
+		r.notePlatform(s)
 	}
 	r.trees.Add(d, b.root)
 	return b.root, nil
