@@ -40,10 +40,12 @@ func (f *fileNode) OnForget() { f.root.forget(f.desc.Digest, f.EmbeddedInode()) 
 
 // newFile returns the inode for desc under parent. The inode number
 // derives from the digest and the size, so a manifest that lies about a
-// blob's size gets its own inode and cannot poison the honest one.
+// blob's size gets its own inode and cannot poison the honest one; the
+// generation from the metadata desc shows (descGen), so that each path
+// answers its own descriptor's xattrs.
 func (r *Root) newFile(ctx context.Context, parent *gofs.Inode, docs Docs, desc manifestview.Desc, doc bool, out *fuse.EntryOut) *gofs.Inode {
 	n := &fileNode{root: r, desc: desc, doc: doc, docs: docs}
-	ch := parent.NewInode(ctx, n, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: desc.Digest.Ino(desc.Size)})
+	ch := parent.NewInode(ctx, n, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: desc.Digest.Ino(desc.Size), Gen: descGen(desc)})
 	if out != nil {
 		n.fill(&out.Attr)
 	}

@@ -23,6 +23,7 @@ type fetchRepo interface {
 	Tags(ctx context.Context) ([]string, error)
 	StatBlob(ctx context.Context, d digest.Digest) (int64, error)
 	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
+	Referrers(ctx context.Context, d digest.Digest) ([]fetch.Referrer, error)
 }
 
 // source is what the daemon asks of one repository: its documents for
@@ -48,6 +49,21 @@ func (s registrySource) StatManifest(ctx context.Context, ref string) (manifestv
 }
 
 func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.r.Tags(ctx) }
+
+var _ manifestview.ReferrerLister = registrySource{}
+
+func (s registrySource) Referrers(ctx context.Context, d digest.Digest) ([]manifestview.Desc, error) {
+	refs, err := s.r.Referrers(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]manifestview.Desc, len(refs))
+	for i, r := range refs {
+		out[i] = manifestview.Desc{Digest: r.Digest, Size: r.Size, MediaType: r.MediaType,
+			ArtifactType: r.ArtifactType, Annotations: r.Annotations}
+	}
+	return out, nil
+}
 
 func (s registrySource) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
 	return s.r.StatBlob(ctx, d)
