@@ -3,10 +3,12 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 // twoCopies serves from a corrupt copy until Reject moves it to a good
@@ -16,6 +18,7 @@ type twoCopies struct {
 	mu       sync.Mutex
 	rejects  int
 	canMove  bool // whether a second source exists
+	lacks    bool // with canMove: it exists but does not have the blob
 	switched bool
 }
 
@@ -27,6 +30,12 @@ func (s *twoCopies) Reject(d digest.Digest) bool {
 		return false
 	}
 	s.switched = true
+	if s.lacks {
+		s.fakeSource.setHook(func(context.Context, digest.Digest, int64) error {
+			return fmt.Errorf("second source: %w", hfserr.ErrNotFound)
+		})
+		return true
+	}
 	s.fakeSource.setFlip(d, -1)
 	return true
 }
@@ -35,16 +44,19 @@ func TestStrictRejectTriesAnotherSource(t *testing.T) {
 	tests := []struct {
 		name    string
 		canMove bool
+		lacks   bool
 		wantOK  bool
 	}{
-		{"second source verifies", true, true},
-		{"no other source", false, false},
+		{"second source verifies", true, false, true},
+		{"no other source", false, false, false},
+		// The mismatch is the verdict, and the bad source is not asked again.
+		{"the other source lacks it", true, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := blob(3, 5*cs+17)
 			d := digest.Of(b)
-			src := &twoCopies{fakeSource: newFake(b), canMove: tt.canMove}
+			src := &twoCopies{fakeSource: newFake(b), canMove: tt.canMove, lacks: tt.lacks}
 			src.setFlip(d, 2*cs+5)
 			c := openCache(t, t.TempDir(), src, Options{Mode: Strict})
 			if tt.wantOK {

@@ -128,6 +128,7 @@ func (c *Cache) strictJob(k blobKey) (*job, error) {
 			var ie *IntegrityError
 			if err != nil && !errors.As(err, &ie) && (errors.Is(err, hfserr.ErrNotFound) || errors.Is(err, hfserr.ErrIntegrity)) {
 				err = bad // no other source had it: the verdict is the mismatch
+				break
 			}
 		}
 		c.finishStrict(k, j, tab, err)

@@ -168,6 +168,9 @@ func TestStatusAndMetrics(t *testing.T) {
 		fmt.Sprintf("hashfs_cache_verified_blobs{repository=%q} 1", repo),
 		"# TYPE hashfs_registry_requests_total counter",
 		fmt.Sprintf("hashfs_errors_total{repository=%q} ", repo),
+		fmt.Sprintf("hashfs_source_requests_total{repository=%q,source=%q} ", repo, repo),
+		// The corrupted blob's bytes were rejected once, at its one read.
+		fmt.Sprintf("hashfs_source_rejected_total{repository=%q,source=%q} 1\n", repo, repo),
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

@@ -30,6 +30,25 @@ func startMetrics(addr string, src *statusSource, logger *slog.Logger) error {
 		metric("hashfs_registry_retries_total", "counter", "Requests repeated after a transient failure.", st.Registry.Retries)
 		metric("hashfs_registry_failures_total", "counter", "Operations that gave up after the retry budget.", st.Registry.Failures)
 		metric("hashfs_errors_total", "counter", "File system operations that failed with other than ENOENT.", st.Errors)
+		perSource := func(name, typ, help string, vals map[string]int64, order []string) {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+			for _, src := range order {
+				fmt.Fprintf(w, "%s{repository=%q,source=%q} %d\n", name, st.Repository, src, vals[src])
+			}
+		}
+		reqs, bytes, names := map[string]int64{}, map[string]int64{}, []string(nil)
+		for _, s := range st.Sources {
+			reqs[s.Name], bytes[s.Name] = s.Stats.Requests, s.Stats.BlobBytes
+			names = append(names, s.Name)
+		}
+		perSource("hashfs_source_requests_total", "counter", "HTTP requests per endpoint (registry, mirror).", reqs, names)
+		perSource("hashfs_source_blob_bytes_total", "counter", "Blob bytes received per endpoint.", bytes, names)
+		rejected, names := map[string]int64{}, []string(nil)
+		for _, s := range st.BlobSources {
+			rejected[s.Name] = s.Rejected
+			names = append(names, s.Name)
+		}
+		perSource("hashfs_source_rejected_total", "counter", "Blobs a source served bytes of that did not verify.", rejected, names)
 	})
 	logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	go http.Serve(ln, mux)

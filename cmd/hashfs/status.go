@@ -19,17 +19,20 @@ import (
 // daemonStatus is what a daemon reports about itself, through the root
 // xattr user.hashfs.status and (as metrics) on --metrics-addr.
 type daemonStatus struct {
-	Repository     string       `json:"repository"`
-	Mountpoint     string       `json:"mountpoint"`
-	Verify         string       `json:"verify"`
-	PID            int          `json:"pid"`
-	Started        time.Time    `json:"started"`
-	CacheDir       string       `json:"cache_dir"`
-	Cache          cache.Stats  `json:"cache"`
-	Registry       fetch.Stats  `json:"registry"` // summed over Sources
-	Sources        []sourceStat `json:"sources"`
-	Errors         int64        `json:"errors"`
-	RecentFailures []fs.Failure `json:"recent_failures"`
+	Repository string       `json:"repository"`
+	Mountpoint string       `json:"mountpoint"`
+	Verify     string       `json:"verify"`
+	PID        int          `json:"pid"`
+	Started    time.Time    `json:"started"`
+	CacheDir   string       `json:"cache_dir"`
+	Cache      cache.Stats  `json:"cache"`
+	Registry   fetch.Stats  `json:"registry"` // summed over Sources
+	Sources    []sourceStat `json:"sources"`
+	// BlobSources are the fetch.Set's view: which sources found, lacked,
+	// served or were rejected for blobs (bytes that did not verify).
+	BlobSources    []fetch.SourceStats `json:"blob_sources"`
+	Errors         int64               `json:"errors"`
+	RecentFailures []fs.Failure        `json:"recent_failures"`
 }
 
 // statusSource gathers a daemon's status from its parts.
@@ -46,7 +49,8 @@ func (s *statusSource) status() daemonStatus {
 	st := daemonStatus{
 		Repository: s.repo, Mountpoint: s.mountpoint, Verify: s.cache.Mode().String(), PID: os.Getpid(),
 		Started: s.started, CacheDir: s.cacheDir, Cache: s.cache.Stats(), Sources: s.parts.stats(),
-		Errors: errs, RecentFailures: recent,
+		BlobSources: s.parts.set.Stats(),
+		Errors:      errs, RecentFailures: recent,
 	}
 	for _, src := range st.Sources {
 		st.Registry.Requests += src.Stats.Requests
