@@ -7,7 +7,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -104,11 +103,17 @@ func (r *Root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 
 // Readdir lists the fixed directories and the namespace's top level.
 func (r *Root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	// Only the fixed directories and what the namespace lists: a name
+	// merely looked up (below a registry without a catalog any name is a
+	// possible namespace) is not listed.
+	fixed := reserved
+	if r.cfg.Namespace != nil {
+		fixed = []string{"sha256"}
+	}
 	var ents []fuse.DirEntry
-	for name := range r.Children() {
+	for _, name := range fixed {
 		ents = append(ents, fuse.DirEntry{Name: name, Mode: fuse.S_IFDIR})
 	}
-	slices.SortFunc(ents, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
 	if r.cfg.Namespace != nil {
 		ents = append(ents, r.nsChildren(ctx, "", ents)...)
 	}

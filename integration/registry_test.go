@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,6 +63,13 @@ func TestWholeRegistry(t *testing.T) {
 			gone := []string{"lab/nope/tags", "Upper/case"}
 			if tc.catalog {
 				gone = append(gone, "lab/raw/nope", "nothing")
+			}
+			if !tc.catalog {
+				// Repositories visited are listed; a name merely looked up is not.
+				os.Stat(m.path("typo"))
+				if names := ls(t, m.dir); !slices.Equal(names, []string{"lab", "sha256"}) {
+					t.Errorf("ls of a registry without a catalog = %q, want [lab sha256]", names)
+				}
 			}
 			for _, p := range gone {
 				if _, err := os.Stat(m.path(p)); !errors.Is(err, os.ErrNotExist) {
