@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/hashfs/hashfs/fetch"
 	"github.com/hashfs/hashfs/fs"
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -32,6 +34,7 @@ type namespace struct {
 	// mount's root is then that registry's namespace.
 	base string
 
+	flight   singleflight.Group // one catalog request per registry at a time
 	mu       sync.Mutex
 	catalogs map[string]catalogAnswer
 	notRepo  map[string]time.Time // paths found not to be repositories, when
@@ -147,7 +150,8 @@ func (n *namespace) catalog(ctx context.Context, host string) []string {
 	if n.p.offline != nil {
 		return nil
 	}
-	names, err := fetch.Catalog(ctx, host, n.p.fopts)
+	v, err, _ := n.flight.Do(host, func() (any, error) { return fetch.Catalog(ctx, host, n.p.fopts) })
+	names, _ := v.([]string)
 	if err != nil {
 		n.p.log.Debug("no catalog", "registry", host, "err", err)
 		if ok && errors.Is(err, hfserr.ErrUnavailable) {
