@@ -4,6 +4,8 @@ GO        ?= go
 MNT       ?= /tmp/hashfs-demo
 DEMO_DEPS := fuse3
 TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates systemd
+# Go tools the integration tests run, installed with `go install` (GOBIN, else GOPATH/bin).
+GO_TOOLS  := oras.land/oras/cmd/oras@v1.3.6
 UNIT_PKGS := ./internal/... ./fetch/... ./cache/... ./manifestview/... ./fs/... ./cmd/...
 FUZZTIME  ?= 10s
 
@@ -20,6 +22,7 @@ demo: build
 
 deps:
 	./scripts/install-deps.sh $(TEST_DEPS)
+	GO=$(GO) ./scripts/install-go-tools.sh $(GO_TOOLS)
 
 # Install what the tests need and run the whole suite (what CI runs).
 test: deps vet fmt-check unit fuzz integration
