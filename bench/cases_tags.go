@@ -48,7 +48,7 @@ func (b *bench) caseTags(ctx context.Context) {
 	const n = 1000
 	name := fmt.Sprintf("ls -l tags/ + ls -lR manifests/, %d tags, loopback", n)
 	b.logf("%s", name)
-	r := row{Case: name + ": registry requests", Target: "≤ tag pages + one per manifest"}
+	r := row{Case: name + ": registry requests", Target: "≤ tag pages + one per manifest (+ one referrers-API probe)"}
 	defer func() { b.rows = append(b.rows, r) }()
 	if err := b.pushTags(ctx, n); err != nil {
 		r.Pass, r.Notes = "FAIL", "could not push the tags: "+err.Error()
@@ -83,9 +83,13 @@ func (b *bench) caseTags(ctx context.Context) {
 		pages = (n + pageSize - 1) / pageSize
 	}
 	total := lt.Registry.Requests + lm.Registry.Requests
-	bound := pages + n
+	// Every manifest directory has referrers/ (issue 6), which ls -R lists.
+	// The first listing asks the referrers API once; distribution 2.8 has
+	// none, and from then on a subject without a sha256-<hex> tag in the
+	// fresh tag list has no referrers, asked of nobody.
+	bound := pages + n + 1
 	r.Hashfs = fmt.Sprintf("%d requests", total)
-	r.Peer = fmt.Sprintf("bound %d (%d pages + %d)", bound, pages, n)
+	r.Peer = fmt.Sprintf("bound %d (%d pages + %d + 1 referrers probe)", bound, pages, n)
 	r.Ratio = fmt.Sprintf("%.2f", float64(total)/float64(bound))
 	r.Pass = passFail(total <= bound)
 	r.Notes = fmt.Sprintf("ls -l tags/ %.2f s (%d tag-list, %d manifest HEAD, %d manifest GET, %d other); "+

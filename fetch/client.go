@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -94,6 +95,8 @@ type Client struct {
 	mu       sync.Mutex
 	rt       http.RoundTripper // authenticated transport, nil until built
 	building *build            // in-flight build, nil if none
+
+	noReferrersAPI atomic.Bool // the registry answered that it has no referrers API
 }
 
 // build is one in-flight construction of the authenticated transport,

@@ -42,14 +42,24 @@ func ReferrersTag(d digest.Digest) string { return "sha256-" + d.Hex() }
 // an image index) is read through the tag schema instead: the index
 // tagged ReferrersTag(d). No referrers is an empty list, not an error.
 // Entries whose digest is not sha256 or whose size is negative are left out.
+// Once the registry has said it has no referrers API, it is not asked
+// again: the tag schema is read straight away.
 func (c *Client) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
-	refs, err := c.referrersAPI(ctx, d)
-	if !errors.Is(err, errNoReferrersAPI) {
-		return refs, err
+	if !c.noReferrersAPI.Load() {
+		refs, err := c.referrersAPI(ctx, d)
+		if !errors.Is(err, errNoReferrersAPI) {
+			return refs, err
+		}
+		c.noReferrersAPI.Store(true)
+		c.log.Debug("no referrers API; reading the referrers tag from now on", "digest", d, "reason", err)
 	}
-	c.log.Debug("no referrers API; reading the referrers tag", "digest", d, "reason", err)
 	return c.referrersTag(ctx, d)
 }
+
+// ReferrersByTagOnly reports whether the registry has said it has no
+// referrers API, so that its referrers are only in the tag schema: a
+// subject without a ReferrersTag tag has none.
+func (c *Client) ReferrersByTagOnly() bool { return c.noReferrersAPI.Load() }
 
 // referrersAPI reads every page of the referrers API's answer for d.
 func (c *Client) referrersAPI(ctx context.Context, d digest.Digest) ([]Referrer, error) {

@@ -301,3 +301,22 @@ func TestMirroredReferrers(t *testing.T) {
 		})
 	}
 }
+
+// A registry that has said it has no referrers API is not asked again.
+func TestReferrersAPIMissingIsRemembered(t *testing.T) {
+	f := newFixture(t)
+	var calls atomic.Int64
+	f.setHook(referrersAPI(&calls, func(w http.ResponseWriter, r *http.Request) { f.reg.ServeHTTP(w, r) }, "none", nil))
+	c := f.client(t)
+	if c.ReferrersByTagOnly() {
+		t.Fatal("ReferrersByTagOnly before any answer")
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Referrers(context.Background(), f.manDigest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.Load(); n != 1 || !c.ReferrersByTagOnly() {
+		t.Errorf("%d referrers API requests for 3 lists, ReferrersByTagOnly %v; want 1 and true", n, c.ReferrersByTagOnly())
+	}
+}

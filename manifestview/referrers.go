@@ -67,7 +67,7 @@ func (r *Repo) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, erro
 
 func (r *Repo) loadReferrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
 	var descs []Desc
-	if rl, ok := r.reg.(ReferrerLister); ok {
+	if rl, ok := r.reg.(ReferrerLister); ok && !r.noReferrersTag(d) {
 		var err error
 		if descs, err = rl.Referrers(ctx, d); err != nil {
 			return nil, fmt.Errorf("referrers of %s: %w", d, err)
@@ -151,4 +151,24 @@ func ReferrerName(d Desc) string {
 		}
 	}
 	return t + "-" + name
+}
+
+// tagSchemaOnly is a ReferrerLister that can tell when its registry keeps
+// referrers only in the tag schema (no referrers API).
+type tagSchemaOnly interface {
+	ReferrersByTagOnly() bool
+}
+
+// noReferrersTag reports, without a request, that d has no referrers: the
+// registry keeps them only under the tag sha256-<hex>, and the tag list,
+// still fresh, does not have it.
+func (r *Repo) noReferrersTag(d digest.Digest) bool {
+	ts, ok := r.reg.(tagSchemaOnly)
+	if !ok || !ts.ReferrersByTagOnly() {
+		return false
+	}
+	r.tagMu.Lock()
+	defer r.tagMu.Unlock()
+	fresh := !r.listAt.IsZero() && r.now().Sub(r.listAt) < r.ttl
+	return fresh && !slices.Contains(r.tagList, "sha256-"+d.Hex())
 }

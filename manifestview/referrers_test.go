@@ -162,3 +162,38 @@ func TestRepoReferrersWithoutLister(t *testing.T) {
 		t.Errorf("Referrers from a registry that cannot list them = %v, %v; want none", got, err)
 	}
 }
+
+// tagOnlyRegistry keeps referrers only in the tag schema.
+type tagOnlyRegistry struct{ *referrerRegistry }
+
+func (tagOnlyRegistry) ReferrersByTagOnly() bool { return true }
+
+// With referrers only in the tag schema, a fresh tag list without the
+// subject's sha256-<hex> tag answers "none" without asking the registry.
+func TestRepoReferrersFromTagList(t *testing.T) {
+	ctx := context.Background()
+	fr := newFakeRegistry()
+	reg := tagOnlyRegistry{&referrerRegistry{fakeRegistry: fr, refs: map[digest.Digest][]Desc{}}}
+	withRefs := fr.add(MediaTypeOCIManifest, manifestBody(t, "l1"))
+	without := fr.add(MediaTypeOCIManifest, manifestBody(t, "l2"))
+	sig := Desc{Digest: blob("m3"), Size: 9, MediaType: MediaTypeOCIManifest, ArtifactType: "application/vnd.example.sig"}
+	reg.set(withRefs, sig)
+	fr.tag("v1", withRefs)
+	fr.tag("sha256-"+withRefs.Hex(), blob("m3"))
+	r, clock := newTestRepo(reg, newMemStore())
+
+	if _, err := r.Referrers(ctx, without); err != nil || reg.count("referrers") != 1 {
+		t.Fatalf("without a tag list: %v, %d registry calls; want it asked once", err, reg.count("referrers"))
+	}
+	clock.advance(2 * time.Minute) // past the referrers' TTL
+	if _, err := r.Tags(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := reg.count("referrers")
+	if refs, err := r.Referrers(ctx, without); err != nil || len(refs) != 0 || reg.count("referrers") != before {
+		t.Errorf("no sha256-<hex> tag: %v, %v, %d registry calls; want none, asked 0 times", refs, err, reg.count("referrers")-before)
+	}
+	if refs, err := r.Referrers(ctx, withRefs); err != nil || len(refs) != 1 || reg.count("referrers") != before+1 {
+		t.Errorf("with the tag: %v, %v; want the registry asked", refs, err)
+	}
+}

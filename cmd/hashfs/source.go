@@ -52,6 +52,13 @@ func (s registrySource) Tags(ctx context.Context) ([]string, error) { return s.r
 
 var _ manifestview.ReferrerLister = registrySource{}
 
+// ReferrersByTagOnly passes through whether the registry lacks the
+// referrers API (see fetch.Client.ReferrersByTagOnly).
+func (s registrySource) ReferrersByTagOnly() bool {
+	t, ok := s.r.(interface{ ReferrersByTagOnly() bool })
+	return ok && t.ReferrersByTagOnly()
+}
+
 func (s registrySource) Referrers(ctx context.Context, d digest.Digest) ([]manifestview.Desc, error) {
 	refs, err := s.r.Referrers(ctx, d)
 	if err != nil {
