@@ -1,0 +1,224 @@
+package layerindex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// Layer is an indexed layer: its tree of names and the means to read its
+// uncompressed stream at any offset. It is immutable and safe for
+// concurrent use.
+type Layer struct {
+	*Index
+	Root *Node
+
+	wins  windows
+	spans *spanCache
+	// broken is called when a stored window fails its check, so that the
+	// index is dropped and built again.
+	broken func()
+	// usable fails once the layer has failed verification (lazy mode), so
+	// that decoded spans kept in memory are not served after that.
+	usable func() error
+	dead   atomic.Bool // failed verification after it was indexed
+}
+
+const (
+	// maxCachedSpan is the largest span decoded whole into the span
+	// cache; longer ones (a zstd layer of one frame) are read through a
+	// cursor that decodes forward.
+	maxCachedSpan = 8 << 20
+	// readBuffer is how much compressed data one read of a span asks for.
+	readBuffer = 256 << 10
+)
+
+// openAt starts decoding the stream at checkpoint i. close releases the
+// decoder.
+func (l *Layer) openAt(ctx context.Context, blob Blob, i int) (r io.Reader, src *seqReader, close func(), err error) {
+	cp := l.Checkpoints[i]
+	// The span's compressed bytes end at the next checkpoint (plus the
+	// byte it starts in); do not ask for much more than that.
+	need := l.Size - cp.In/8
+	if i+1 < len(l.Checkpoints) {
+		need = l.Checkpoints[i+1].In/8 + 1 - cp.In/8
+	}
+	src = newSeqReader(ctx, blob, l.Size, cp.In/8, int(min(max(need, 4<<10), readBuffer)))
+	switch l.Format {
+	case Tar:
+		return src, src, func() {}, nil
+	case Zstd:
+		z, err := newZstdReader(src, cp.Out)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return z, src, z.Close, nil
+	}
+	var win []byte
+	if cp.Kind == BlockStart {
+		if win, err = l.wins.get(cp.Window); err != nil {
+			if errors.Is(err, hfserr.ErrIntegrity) && l.broken != nil {
+				l.broken()
+			}
+			return nil, nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+	}
+	z, err := resumeGzip(src, cp, win)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+	}
+	return z, src, func() {}, nil
+}
+
+// decodeSpan returns the uncompressed bytes of the span starting at
+// checkpoint i.
+func (l *Layer) decodeSpan(ctx context.Context, blob Blob, i int) ([]byte, error) {
+	r, _, closeDec, err := l.openAt(ctx, blob, i)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDec()
+	b := make([]byte, l.spanEnd(i)-l.Checkpoints[i].Out)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("layer %s: span at %d: %w", l.Digest, l.Checkpoints[i].Out, streamErr(err))
+	}
+	return b, nil
+}
+
+// streamErr turns a stream that ended early into an integrity error: the
+// index said it was longer.
+func streamErr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return fmt.Errorf("stream shorter than indexed: %w", hfserr.ErrIntegrity)
+	}
+	return err
+}
+
+// Stream reads a layer's uncompressed tar stream at any offset, through
+// one Blob. Spans up to 8 MiB are decoded whole and shared (see
+// spanCache); longer ones are decoded forward by a cursor that reads in
+// order, so sequential readers pay for each byte once. It is safe for
+// concurrent use.
+type Stream struct {
+	l    *Layer
+	blob Blob
+
+	mu  sync.Mutex
+	cur *cursor
+}
+
+// cursor decodes one long span forward.
+type cursor struct {
+	span  int
+	pos   int64 // stream offset of r's next byte
+	r     io.Reader
+	src   *seqReader
+	close func()
+}
+
+// NewStream returns a Stream of l reading compressed bytes from blob.
+func (l *Layer) NewStream(blob Blob) *Stream { return &Stream{l: l, blob: blob} }
+
+// Close releases the decoder a cursor holds.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.close()
+		s.cur = nil
+	}
+}
+
+// ReadAt reads like io.ReaderAt (io.EOF at the end).
+func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	l := s.l
+	if off < 0 {
+		return 0, fmt.Errorf("read at %d: %w", off, hfserr.ErrInvalid)
+	}
+	if off >= l.TarSize {
+		return 0, io.EOF
+	}
+	if l.usable != nil {
+		if err := l.usable(); err != nil {
+			return 0, err
+		}
+	}
+	want := int(min(int64(len(p)), l.TarSize-off))
+	if l.Format == Tar {
+		n, err := s.blob.ReadAt(ctx, p[:want], off)
+		if err == nil && n < len(p) {
+			err = io.EOF
+		}
+		return n, err
+	}
+	n := 0
+	for n < want {
+		pos := off + int64(n)
+		i := l.checkpointFor(pos)
+		start, end := l.Checkpoints[i].Out, l.spanEnd(i)
+		part := p[n:min(want, n+int(end-pos))]
+		var m int
+		var err error
+		if end-start <= maxCachedSpan {
+			var b []byte
+			if b, err = l.spans.get(ctx, l, s.blob, i); err == nil {
+				m = copy(part, b[pos-start:])
+			}
+		} else {
+			m, err = s.readCursor(ctx, i, part, pos)
+		}
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readCursor fills p from stream offset pos inside long span i.
+func (s *Stream) readCursor(ctx context.Context, i int, p []byte, pos int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cur
+	if c == nil || c.span != i || c.pos > pos {
+		if c != nil {
+			c.close()
+			s.cur = nil
+		}
+		r, src, closeDec, err := s.l.openAt(ctx, s.blob, i)
+		if err != nil {
+			return 0, err
+		}
+		c = &cursor{span: i, pos: s.l.Checkpoints[i].Out, r: r, src: src, close: closeDec}
+		s.cur = c
+	}
+	c.src.ctx = ctx
+	if skip := pos - c.pos; skip > 0 {
+		m, err := io.CopyN(io.Discard, c.r, skip)
+		c.pos += m
+		if err != nil {
+			s.dropCursor()
+			return 0, streamErr(err)
+		}
+	}
+	n, err := io.ReadFull(c.r, p)
+	c.pos += int64(n)
+	if err != nil {
+		s.dropCursor()
+		return n, streamErr(err)
+	}
+	return n, nil
+}
+
+func (s *Stream) dropCursor() {
+	s.cur.close()
+	s.cur = nil
+}

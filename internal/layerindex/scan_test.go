@@ -1,0 +1,180 @@
+package layerindex
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
+
+// sampleFiles is a tree of every entry kind with bodies of several sizes.
+func sampleFiles() []file {
+	files := []file{
+		dir("etc/"), reg("etc/hostname", []byte("hashfs\n")),
+		symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
+		reg("empty", nil),
+		hardlink("etc/hostname.bak", "etc/hostname"),
+	}
+	for i := range 24 {
+		files = append(files, reg(fmt.Sprintf("data/%02d/f.txt", i), text(uint64(i), 1000+i*4000)))
+	}
+	return files
+}
+
+func TestIndexAndReadEveryFormat(t *testing.T) {
+	files := sampleFiles()
+	tarball := makeTar(t, files)
+	tests := []struct {
+		name   string
+		blob   []byte
+		format Format
+	}{
+		{"tar", tarball, Tar},
+		{"gzip", gz(t, tarball, gzip.DefaultCompression, 0), Gzip},
+		{"gzip best speed", gz(t, tarball, gzip.BestSpeed, 0), Gzip},
+		{"gzip stored", gz(t, tarball, gzip.NoCompression, 0), Gzip},
+		{"gzip members", gz(t, tarball, gzip.DefaultCompression, 100<<10), Gzip},
+		{"zstd", zst(t, tarball, 0), Zstd},
+		{"zstd frames", zst(t, tarball, 200<<10), Zstd},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, ds := newSource(true, tt.blob)
+			x := New(src, Options{Span: 64 << 10})
+			l, err := x.Layer(context.Background(), ds[0], int64(len(tt.blob)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Format != tt.format {
+				t.Fatalf("format %v, want %v", l.Format, tt.format)
+			}
+			if l.DiffID != digest.Of(tarball) || l.TarSize != int64(len(tarball)) {
+				t.Fatalf("diff_id %s size %d, want %s size %d", l.DiffID, l.TarSize, digest.Of(tarball), len(tarball))
+			}
+			s := l.NewStream(src.blobs[ds[0]])
+			defer s.Close()
+			for _, f := range files {
+				if f.typ != '0' {
+					continue
+				}
+				n := l.Root.Walk(CleanName(f.name))
+				if n == nil {
+					t.Fatalf("%s not in the tree", f.name)
+				}
+				if got := readAll(t, OpenFile(s, n.Entry)); !bytes.Equal(got, f.body) {
+					t.Fatalf("%s: read %d bytes, differs from the %d written", f.name, len(got), len(f.body))
+				}
+			}
+			// The whole stream, read backwards in pieces, is the tar.
+			got := make([]byte, len(tarball))
+			for off := len(got) - 50000; ; off -= 50000 {
+				off = max(off, 0)
+				if _, err := s.ReadAt(context.Background(), got[off:min(off+50000, len(got))], int64(off)); err != nil {
+					t.Fatalf("stream at %d: %v", off, err)
+				}
+				if off == 0 {
+					break
+				}
+			}
+			if !bytes.Equal(got, tarball) {
+				t.Fatal("stream differs from the tar")
+			}
+		})
+	}
+}
+
+func TestReadingOneFileFetchesOneSpan(t *testing.T) {
+	var files []file
+	for i := range 32 {
+		files = append(files, reg(fmt.Sprintf("d/%02d", i), text(uint64(i), 128<<10)))
+	}
+	tarball := makeTar(t, files)
+	blob := gz(t, tarball, gzip.DefaultCompression, 0)
+	tests := []struct {
+		name string
+		span int64
+	}{
+		{"span 64KiB", 64 << 10},
+		{"span 512KiB", 512 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, ds := newSource(true, blob)
+			x := New(src, Options{Span: tt.span})
+			l, err := x.Layer(context.Background(), ds[0], int64(len(blob)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb := src.blobs[ds[0]]
+			if got := mb.read.Load(); got != int64(len(blob)) {
+				t.Fatalf("first pass read %d of %d bytes", got, len(blob))
+			}
+			mb.read.Store(0)
+			n := l.Root.Walk("d/29")
+			got := readAll(t, OpenFile(l.NewStream(mb), n.Entry))
+			if !bytes.Equal(got, files[29].body) {
+				t.Fatal("file differs")
+			}
+			// One file (128 KiB) plus at most a span on each side, compressed
+			// to about 3/4, plus the read buffer.
+			limit := (128<<10+2*tt.span)*3/4 + readBuffer
+			t.Logf("read %d of %d compressed bytes for a 128 KiB file (%d checkpoints)", mb.read.Load(), len(blob), len(l.Checkpoints))
+			if r := mb.read.Load(); r > limit || r == 0 {
+				t.Fatalf("read %d compressed bytes, want at most %d", r, limit)
+			}
+		})
+	}
+}
+
+func TestBadLayers(t *testing.T) {
+	tarball := makeTar(t, sampleFiles())
+	good := gz(t, tarball, gzip.DefaultCompression, 0)
+	badCRC := bytes.Clone(good)
+	badCRC[len(badCRC)-8] ^= 0xff
+	tests := []struct {
+		name string
+		blob []byte
+		want error
+	}{
+		{"not a tar", bytes.Repeat([]byte("hello world\n"), 100), hfserr.ErrInvalid},
+		{"gzip crc", badCRC, hfserr.ErrIntegrity},
+		{"truncated gzip", good[:len(good)/2], hfserr.ErrInvalid},
+		{"gzip then garbage", append(bytes.Clone(good), "garbage!"...), hfserr.ErrInvalid},
+		{"truncated zstd", zst(t, tarball, 0)[:1000], hfserr.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, ds := newSource(true, tt.blob)
+			_, err := New(src, Options{}).Layer(context.Background(), ds[0], int64(len(tt.blob)))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadErrorsKeepTheirKind(t *testing.T) {
+	tarball := makeTar(t, sampleFiles())
+	blob := gz(t, tarball, gzip.DefaultCompression, 0)
+	src, ds := newSource(true, blob)
+	x := New(src, Options{Span: 64 << 10})
+	l, err := x.Layer(context.Background(), ds[0], int64(len(blob)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n := l.Root.Walk("data/20/f.txt")
+	if _, err := OpenFile(l.NewStream(src.blobs[ds[0]]), n.Entry).ReadAt(ctx, make([]byte, 10), 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled read: %v", err)
+	}
+	src.set(false, true)
+	if _, err := OpenFile(l.NewStream(src.blobs[ds[0]]), n.Entry).ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, hfserr.ErrIntegrity) {
+		t.Fatalf("read of a quarantined layer: %v", err)
+	}
+}
