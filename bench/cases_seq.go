@@ -85,11 +85,24 @@ func (b *bench) caseSweep(ctx context.Context) {
 // The loopback hashfs read keeps its cache for the warm case.
 func (b *bench) caseCold(ctx context.Context) {
 	for _, prox := range []*proxy{b.wan, b.loop} {
+		if !b.profiles[prox.prof.Name] {
+			continue
+		}
 		name := fmt.Sprintf("cold sequential %s, %s", sizeName(b.big.Size), prox.prof.Name)
 		b.logf("%s", name)
-		curl := b.readCurl(ctx, name, prox, b.big)
-		crane := b.readCrane(ctx, name, prox, b.big)
-		hd := b.readHttpdirfs(ctx, name, prox, b.big)
+		skipped := func(who string) measurement {
+			return measurement{Case: name, Contender: who, Profile: prox.prof.Name, Error: "not measured (-peers)"}
+		}
+		curl, crane, hd := skipped("curl"), skipped("crane"), skipped("httpdirfs")
+		if b.peers["curl"] {
+			curl = b.readCurl(ctx, name, prox, b.big)
+		}
+		if b.peers["crane"] {
+			crane = b.readCrane(ctx, name, prox, b.big)
+		}
+		if b.peers["httpdirfs"] {
+			hd = b.readHttpdirfs(ctx, name, prox, b.big)
+		}
 		keep := ""
 		if prox == b.loop {
 			keep = b.warmCache

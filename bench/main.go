@@ -18,13 +18,15 @@ import (
 )
 
 type bench struct {
-	quick bool
-	keep  bool
-	perf  bool
-	out   string
-	start time.Time
-	root  string // repository root
-	work  string // temp dir under /var/tmp, removed at the end
+	quick    bool
+	profiles map[string]bool // cold case: which proxy profiles (loopback, wan)
+	peers    map[string]bool // cold case: which peers besides hashfs (curl, crane, httpdirfs)
+	keep     bool
+	perf     bool
+	out      string
+	start    time.Time
+	root     string // repository root
+	work     string // temp dir under /var/tmp, removed at the end
 
 	hashfsBin string
 	commit    string
@@ -60,16 +62,30 @@ func main() {
 	perf := flag.Bool("perf", false, "profile the FUSE daemon with perf during each timed read; profiles go to OUT/perf/")
 	keep := flag.Bool("keep", false, "keep the work directory under /var/tmp (logs, registry storage) for debugging")
 	out := flag.String("out", "", "where to write REPORT.md and report.json (default: bench/, or $TMPDIR/hashfs-bench-quick with -quick)")
+	profiles := flag.String("profiles", "wan,loopback", "cold case: which registry profiles to read through")
+	peers := flag.String("peers", "curl,crane,httpdirfs", "cold case: which peers to measure besides hashfs")
+	chunk := flag.Int64("chunk-size", 1<<20, "hashfs --chunk-size for the cases after the sweep, when the sweep does not run")
+	parallel := flag.Int("parallel", 16, "hashfs --parallel for the cases after the sweep, when the sweep does not run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	b := &bench{quick: *quick, keep: *keep, perf: *perf, start: time.Now(), timings: map[string]time.Duration{},
-		chosen: hfOpts{Chunk: 1 << 20, Parallel: 16, Verify: "strict"}}
+		chosen:   hfOpts{Chunk: *chunk, Parallel: *parallel, Verify: "strict"},
+		profiles: set(*profiles), peers: set(*peers)}
 	err := b.run(ctx, *only, *out)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// set splits a comma-separated flag value.
+func set(list string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		m[strings.TrimSpace(s)] = true
+	}
+	return m
 }
 
 func (b *bench) logf(format string, args ...any) {

@@ -40,6 +40,11 @@ func (b *bench) startPerf(ctx context.Context, m *measurement, d *daemon) func()
 		name := strings.NewReplacer(" ", "_", ",", "", "/", "_").Replace(fmt.Sprintf("%d-%s-%s-%s", b.seq, m.Case, m.Contender, m.Profile))
 		path := filepath.Join(dir, name+".txt")
 		_ = os.WriteFile(path, out, 0o644)
+		// The same with the callers of each hot symbol.
+		if g, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children",
+			"--sort", "symbol", "--percent-limit", "3", "-g", "caller,2,function,percent").CombinedOutput(); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, name+".callers.txt"), g, 0o644)
+		}
 		_ = os.Remove(data)
 		m.extra("perf_profile", path)
 	}

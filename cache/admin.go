@@ -35,10 +35,7 @@ func (c *Cache) Blobs() ([]BlobInfo, error) {
 // be fetched again when read). It returns how many chunks it checked and
 // how many it removed.
 func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error) {
-	c.store.mu.Lock()
-	keys := c.store.lru.Keys()
-	c.store.mu.Unlock()
-	for _, k := range keys {
+	for _, k := range c.store.chunkKeys() {
 		if err := ctx.Err(); err != nil {
 			return checked, removed, err
 		}
@@ -50,29 +47,29 @@ func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error)
 			continue
 		}
 		_, n := chunkSpan(tab.size, tab.chunkSize, k.i)
-		if _, _, ok := c.store.read(k, n, tab.sumFor(k.i, n)); !ok {
+		if _, _, ok := c.store.read(k, n, tab, nil); !ok {
 			removed++
 		}
 	}
 	return checked, removed, nil
 }
 
-// Prune evicts least recently used chunks of blobs no reader has open
-// until the chunk data takes at most max bytes; it returns the bytes freed.
+// Prune evicts least recently used blobs no reader has open until the
+// chunk data takes at most max bytes; it returns the bytes freed.
 func (c *Cache) Prune(max int64) int64 {
 	s := c.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.usage
-	for _, k := range s.lru.Keys() { // oldest first
+	for _, d := range s.lru.Keys() { // oldest first
 		if s.usage <= max {
 			break
 		}
-		if s.pins[k.d] > 0 {
+		if s.pins[d] > 0 {
 			continue
 		}
-		if e, ok := s.lru.Peek(k); ok {
-			s.removeLocked(k, e)
+		if bf, ok := s.lru.Peek(d); ok {
+			s.removeBlobLocked(d, bf)
 		}
 	}
 	return before - s.usage

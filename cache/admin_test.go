@@ -29,7 +29,7 @@ func TestAdmin(t *testing.T) {
 		}
 	}
 
-	flipFileByte(t, chunkPath(dir, da, 1), 7)
+	flipChunkByte(t, dir, da, 1, 7)
 	c = openCache(t, dir, newFake(a, b), Options{}) // a restart: nothing checked yet
 	checked, removed, err := c.VerifyAll(context.Background())
 	if err != nil || checked != 6 || removed != 1 {

@@ -1,16 +1,31 @@
 // Package cache keeps blob bytes in a verifying on-disk chunk cache.
 //
 // A sha256 covers a whole blob, so a chunk can only be checked on its own
-// once a trusted chunk table exists: the per-chunk sums recorded while the
-// whole blob was hashed in order and found equal to its digest. Strict
-// mode serves nothing else; lazy mode serves unverified chunks of large
-// blobs while a background job finishes verification, and quarantines
-// blobs that fail. See Options for the knobs.
+// once a trusted chunk table exists: the values recorded while the whole
+// blob was hashed in order and found equal to its digest (sha256's
+// chaining value at each chunk's end, hashstate.go). Strict mode serves
+// nothing else; lazy mode serves unverified chunks of large blobs while
+// a background job finishes verification, and quarantines blobs that
+// fail. See Options for the knobs.
+//
+// A blob's cached chunks live in one file, each at its offset in the
+// blob (chunkstore.go). A chunk is trusted in a process once that
+// process has hashed its bytes: when it fetched and wrote them (the
+// verification hashes every byte it writes) or when it first reads them
+// back, which after a restart covers every chunk once. A blob whose
+// chunks are all trusted is whole: its file is exactly the digest's
+// bytes, and Reader.Backing hands it out for the kernel to read directly
+// (FUSE passthrough), with no check per read. What is trusted from then
+// on is the cache directory itself: Open makes it 0700, owned by the
+// daemon's user, and this package never writes into a whole blob's file
+// again (eviction and purges unlink it). Anyone who can write there can
+// change what readers get, as they could replace the daemon's binary.
 //
 // Lock order: no lock in this package is held while another is taken.
 // Each of Cache.mu (blob states), Cache.life (closing), store.mu (chunk
 // index and files), tables.mu and flight.mu is taken alone; file I/O
-// that renames or removes chunk files happens under store.mu only.
+// that creates, punches or removes blob files happens under store.mu
+// only (chunk bytes are written and read outside it).
 package cache
 
 import (
@@ -44,7 +59,7 @@ type Rejecter interface {
 type Options struct {
 	Dir            string        // created 0700 (MkdirAll then Chmod); files 0600
 	MaxSize        int64         // hard byte budget for chunk data on disk (tables and documents are not counted); 0 => 10 GiB
-	ChunkSize      int64         // 0 => 1 MiB; must be >= 64 KiB and <= 64 MiB
+	ChunkSize      int64         // 0 => 1 MiB; a multiple of 4 KiB from 64 KiB to 64 MiB
 	Mode           Mode          // Strict (default) or Lazy
 	Parallel       int           // concurrent range fetches per blob verification; 0 => 8
 	LazyVerifyMax  int64         // lazy: blobs at most this size are verified whole before serving (like strict); 0 => 16 MiB
@@ -101,8 +116,8 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.MaxSize < 0:
 		return o, fmt.Errorf("cache: max size %d: %w", o.MaxSize, hfserr.ErrInvalid)
-	case o.ChunkSize < minChunkSize || o.ChunkSize > maxChunkSize:
-		return o, fmt.Errorf("cache: chunk size %d: must be between 64KiB and 64MiB: %w", o.ChunkSize, hfserr.ErrInvalid)
+	case !validChunkSize(o.ChunkSize):
+		return o, fmt.Errorf("cache: chunk size %d: must be a multiple of 4KiB between 64KiB and 64MiB: %w", o.ChunkSize, hfserr.ErrInvalid)
 	case o.Parallel < 0:
 		return o, fmt.Errorf("cache: parallel %d: %w", o.Parallel, hfserr.ErrInvalid)
 	case o.Mode != Strict && o.Mode != Lazy:
@@ -130,8 +145,9 @@ type Cache struct {
 	tmpDir  string
 	lock    *os.File // flock held on <Dir>/lock while open
 	chunks  flight[chunkFlightKey, chunkResult]
-	recent  *lru.Cache[chunkKey, []byte] // verified chunks that did not fit on disk
-	bgSem   chan struct{}                // lazy background verifications
+	seals   flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
+	recent  *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
+	bgSem   chan struct{}                   // lazy background verifications
 	failMem time.Duration
 
 	life   sync.Mutex
@@ -190,7 +206,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	log := o.Logger.With("component", "cache")
 	c := &Cache{
 		o: o, src: src, log: log, lock: lock,
-		store:   newStore(sub("chunks"), sub("tmp"), o.MaxSize, log),
+		store:   newStore(sub("chunks"), sub("tmp"), o.MaxSize, o.ChunkSize, log),
 		tables:  newTables(sub("tables"), sub("tmp"), o.ChunkSize, log),
 		docsDir: sub("docs"),
 		tmpDir:  sub("tmp"),

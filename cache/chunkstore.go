@@ -2,66 +2,94 @@ package cache
 
 import (
 	"crypto/sha256"
-	"io"
+	"errors"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sys/unix"
 
 	"github.com/hashfs/hashfs/internal/digest"
 )
 
-// The chunk store keeps chunk files at <Dir>/chunks/<hex[:2]>/<hex>/<index>
-// under a hard byte budget, evicting least recently used chunks of blobs
-// no Reader holds open.
+// The chunk store keeps each blob's cached chunks in one file,
+// <Dir>/chunks/<hex[:2]>/<hex>/blob, chunk i at offset i×ChunkSize; a
+// chunk that is not cached is a hole. A blob whose chunks are all there
+// is therefore the blob itself, which the kernel can read directly (FUSE
+// passthrough, see backing.go). The budget counts the bytes of cached
+// chunks; eviction removes whole blobs, least recently used first, never
+// one a Reader holds open.
 //
-// Every change to a chunk file (rename into place, removal) happens under
-// store.mu together with the change to its index entry, so a reader that
-// finds the same *entry before and after reading a file knows the file
-// was not replaced in between. Writing a chunk's bytes happens outside
-// the lock, into <Dir>/tmp. Chunk files are not fsynced: a torn file is
-// caught by the first-read check, and after a crash only chunks of blobs
-// with a table survive Open.
+// Every change to the index (a chunk added or dropped, a blob removed)
+// happens under store.mu, and a chunk is written only while it has no
+// index entry, so a reader that finds the same *entry before and after
+// reading knows the bytes were not replaced in between. Bytes are
+// written outside the lock through the blob's open file; a blob removed
+// meanwhile is unlinked, so a late write lands in a file nobody can open.
+// Removing a blob unlinks its file rather than punching holes in it:
+// a file the kernel reads for a passthrough open keeps its bytes. Chunk
+// data is not fsynced: a torn chunk is caught by the first-read check,
+// and after a crash only blobs with a table survive Open.
+
+const blobFileName = "blob"
 
 type chunkKey struct {
 	d digest.Digest
 	i int64
 }
 
-// entry is the index record of one chunk file. Fields are guarded by store.mu.
+// entry is the index record of one cached chunk. Fields are guarded by store.mu.
 type entry struct {
-	size    int64
-	sum     [32]byte
-	hasSum  bool // sum is the hash of the bytes this process wrote, or of the file as checked
-	checked bool // this process hashed the file and it matched sum
+	size  int64
+	plain [32]byte // with hasPlain: the sha256 of the bytes this process fetched and wrote
+	// hasPlain marks a chunk written before its blob verified (lazy):
+	// plain lets this process check what it reads back.
+	hasPlain bool
+	checked  bool // this process hashed the bytes on disk and they are plain
+	// verified: this process hashed these bytes (when writing or reading
+	// them) and they are the blob's chunk, by its table or by the
+	// verification that made the table.
+	verified bool
+}
+
+// blobFile is the index record of one blob's file. Guarded by store.mu.
+type blobFile struct {
+	chunks map[int64]*entry
+	bytes  int64    // sum of the cached chunks' sizes
+	f      *os.File // open read-write while io > 0 or the blob is pinned
+	df     *os.File // f's file opened O_DIRECT for writes, if the filesystem allows
+	io     int      // reads and writes in progress on f
+	dead   bool     // removed from the index; f (if open) is unlinked
+	whole  bool     // every chunk matched the trusted table here: never punched, only removed
 }
 
 type pendingPut struct{ n int64 }
 
 type store struct {
 	dir, tmp string
-	max      int64
+	max, cs  int64
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	lru     *simplelru.LRU[chunkKey, *entry] // no count limit: bytes are managed here
-	usage   int64                            // bytes of chunk files, plus writes in progress
-	perBlob map[digest.Digest]int64
+	lru     *simplelru.LRU[digest.Digest, *blobFile] // no count limit: bytes are managed here
+	usage   int64                                    // bytes of cached chunks, plus writes in progress
 	pins    map[digest.Digest]int
 	pending map[chunkKey]*pendingPut
 	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
+	// noDirect: the filesystem refused O_DIRECT; writes go through the page cache.
+	noDirect bool
 }
 
-func newStore(dir, tmp string, max int64, log *slog.Logger) *store {
-	l, _ := simplelru.NewLRU[chunkKey, *entry](math.MaxInt, nil)
+func newStore(dir, tmp string, max, cs int64, log *slog.Logger) *store {
+	l, _ := simplelru.NewLRU[digest.Digest, *blobFile](math.MaxInt, nil)
 	return &store{
-		dir: dir, tmp: tmp, max: max, log: log, lru: l,
-		perBlob: map[digest.Digest]int64{},
+		dir: dir, tmp: tmp, max: max, cs: cs, log: log, lru: l,
 		pins:    map[digest.Digest]int{},
 		pending: map[chunkKey]*pendingPut{},
 		gens:    map[digest.Digest]uint64{},
@@ -73,9 +101,7 @@ func (s *store) blobDir(d digest.Digest) string {
 	return filepath.Join(s.dir, h[:2], h)
 }
 
-func (s *store) path(k chunkKey) string {
-	return filepath.Join(s.blobDir(k.d), strconv.FormatInt(k.i, 10))
-}
+func (s *store) path(d digest.Digest) string { return filepath.Join(s.blobDir(d), blobFileName) }
 
 func (s *store) pin(d digest.Digest) {
 	s.mu.Lock()
@@ -83,12 +109,17 @@ func (s *store) pin(d digest.Digest) {
 	s.mu.Unlock()
 }
 
+// unpin drops a pin and marks d recently used: a reader served by
+// passthrough never reaches the store while it reads.
 func (s *store) unpin(d digest.Digest) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.pins[d]--; s.pins[d] <= 0 {
 		delete(s.pins, d)
 	}
-	s.mu.Unlock()
+	if bf, ok := s.lru.Get(d); ok {
+		s.idleLocked(d, bf)
+	}
 }
 
 func (s *store) gen(d digest.Digest) uint64 {
@@ -106,198 +137,422 @@ func (s *store) usageBytes() int64 {
 func (s *store) blobBytes(d digest.Digest) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.perBlob[d]
+	if bf, ok := s.lru.Peek(d); ok {
+		return bf.bytes
+	}
+	return 0
 }
 
-// trust reports the sum a chunk's bytes must have: the table's (want) if
-// there is one, else the hash this process recorded when it wrote them.
-func trust(e *entry, want *[32]byte) ([32]byte, bool) {
-	if want != nil {
-		return *want, true
+// openLocked returns bf's file, opening it (creating it with create)
+// if needed, and counts one I/O on it; the caller ends it with doneLocked.
+func (s *store) openLocked(d digest.Digest, bf *blobFile, create bool) (*os.File, error) {
+	if bf.f == nil {
+		flag := os.O_RDWR
+		if create {
+			flag |= os.O_CREATE
+		}
+		f, err := os.OpenFile(s.path(d), flag, 0o600)
+		if create && os.IsNotExist(err) {
+			if err = os.MkdirAll(s.blobDir(d), 0o700); err == nil {
+				f, err = os.OpenFile(s.path(d), flag, 0o600)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		bf.f = f
 	}
-	return e.sum, e.hasSum
+	if create && bf.df == nil && !s.noDirect {
+		df, err := os.OpenFile(s.path(d), os.O_WRONLY|syscall.O_DIRECT, 0)
+		if err != nil {
+			s.noDirect = true // the filesystem does not do O_DIRECT
+		}
+		bf.df = df
+	}
+	bf.io++
+	return bf.f, nil
 }
 
-// read returns chunk k (n bytes) from disk if its bytes hash to want
-// (or, with want nil, to the sum recorded when this process wrote it).
-// A file that does not match is deleted.
-func (s *store) read(k chunkKey, n int64, want *[32]byte) ([]byte, [32]byte, bool) {
-	s.mu.Lock()
-	e, ok := s.lru.Get(k)
-	var snap entry
-	if ok {
-		snap = *e
+func (s *store) doneLocked(d digest.Digest, bf *blobFile) {
+	bf.io--
+	s.idleLocked(d, bf)
+}
+
+// idleLocked closes bf's file once nothing uses it and no reader holds
+// the blob open (pinned blobs keep theirs for the next read).
+func (s *store) idleLocked(d digest.Digest, bf *blobFile) {
+	if bf.f != nil && bf.io == 0 && (bf.dead || s.pins[d] == 0) {
+		bf.f.Close()
+		bf.f = nil
+		if bf.df != nil {
+			bf.df.Close()
+			bf.df = nil
+		}
 	}
-	s.mu.Unlock()
-	if !ok || snap.size != n {
-		return nil, [32]byte{}, false
-	}
-	ref, ok := trust(&snap, want)
+}
+
+// lookupLocked returns the blob file and chunk entry of k, if cached.
+func (s *store) lookupLocked(k chunkKey) (*blobFile, *entry, bool) {
+	bf, ok := s.lru.Peek(k.d)
 	if !ok {
-		return nil, [32]byte{}, false
+		return nil, nil, false
 	}
-	data, err := os.ReadFile(s.path(k))
-	if err != nil || int64(len(data)) != n {
-		s.drop(k, e, "unreadable", err)
-		return nil, [32]byte{}, false
+	e, ok := bf.chunks[k.i]
+	return bf, e, ok
+}
+
+// current reports whether k's entry is still e in bf.
+func (s *store) currentLocked(k chunkKey, bf *blobFile, e *entry) bool {
+	cur, ce, ok := s.lookupLocked(k)
+	return ok && cur == bf && ce == e
+}
+
+// read returns chunk k (n bytes) from disk if it checks out: against
+// tab if the blob has a table, else against the sha256 this process
+// recorded when it wrote the chunk. Bytes this process already checked
+// are not hashed again. buf, if it has room for n bytes, is used for the
+// data. A chunk that does not match is dropped. e is the chunk's entry,
+// nil if it was replaced meanwhile.
+func (s *store) read(k chunkKey, n int64, tab *table, buf []byte) (data []byte, e *entry, ok bool) {
+	s.mu.Lock()
+	bf, e, ok := s.lookupLocked(k)
+	if !ok || e.size != n || (tab == nil && !e.hasPlain) {
+		s.mu.Unlock()
+		return nil, nil, false
 	}
-	sum := snap.sum
-	if !snap.checked {
-		sum = sha256.Sum256(data)
+	snap := *e
+	f, err := s.openLocked(k.d, bf, false)
+	s.mu.Unlock()
+	if err != nil {
+		s.drop(k, bf, e, "unreadable", err)
+		return nil, nil, false
 	}
-	if sum != ref {
-		s.drop(k, e, "does not match its checksum", nil)
-		return nil, [32]byte{}, false
+	if int64(cap(buf)) >= n {
+		buf = buf[:n]
+	} else {
+		buf = make([]byte, n)
+	}
+	_, err = f.ReadAt(buf, k.i*s.cs)
+	s.mu.Lock()
+	s.doneLocked(k.d, bf)
+	s.mu.Unlock()
+	if err != nil {
+		s.drop(k, bf, e, "unreadable", err)
+		return nil, nil, false
+	}
+	known := (tab != nil && snap.verified) || (tab == nil && snap.checked)
+	if !known {
+		good := false
+		if tab != nil {
+			good = tab.check(k.i, buf)
+		} else {
+			good = sha256.Sum256(buf) == snap.plain
+		}
+		if !good {
+			s.drop(k, bf, e, "does not match its checksum", nil)
+			return nil, nil, false
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, _ := s.lru.Peek(k); cur != e {
+	if !s.currentLocked(k, bf, e) {
 		// Replaced or removed while we read: only freshly hashed bytes count.
-		return data, sum, !snap.checked
+		return buf, nil, !known
 	}
-	e.checked, e.hasSum, e.sum = true, true, sum
-	return data, sum, true
+	if tab != nil {
+		e.verified = true
+	} else {
+		e.checked = true
+	}
+	return buf, e, true
 }
 
 // readRange reads bytes [lo, lo+len(dst)) of chunk k (n bytes) into dst
-// without hashing, if this process already checked the file against the
-// trusted sum. On false, dst holds nothing of value.
-func (s *store) readRange(k chunkKey, n int64, want *[32]byte, lo int64, dst []byte) bool {
+// without hashing, if this process already checked the chunk (against
+// tab, or with tab nil against what it fetched). On false, dst holds
+// nothing of value.
+func (s *store) readRange(k chunkKey, n int64, tab *table, lo int64, dst []byte) bool {
 	s.mu.Lock()
-	e, ok := s.lru.Get(k)
-	var snap entry
-	if ok {
-		snap = *e
+	bf, e, ok := s.lookupLocked(k)
+	if !ok || e.size != n || (tab != nil && !e.verified) || (tab == nil && !e.checked) {
+		s.mu.Unlock()
+		return false
 	}
+	s.lru.Get(k.d)
+	f, err := s.openLocked(k.d, bf, false)
 	s.mu.Unlock()
-	if !ok || snap.size != n || !snap.checked {
-		return false
-	}
-	if ref, ok := trust(&snap, want); !ok || ref != snap.sum {
-		return false
-	}
-	f, err := os.Open(s.path(k))
 	if err != nil {
-		s.drop(k, e, "unreadable", err)
+		s.drop(k, bf, e, "unreadable", err)
 		return false
 	}
-	defer f.Close()
-	if _, err := f.ReadAt(dst, lo); err != nil && err != io.EOF {
-		s.drop(k, e, "unreadable", err)
+	_, err = f.ReadAt(dst, k.i*s.cs+lo)
+	s.mu.Lock()
+	s.doneLocked(k.d, bf)
+	s.mu.Unlock()
+	if err != nil {
+		s.drop(k, bf, e, "unreadable", err)
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, _ := s.lru.Peek(k)
-	return cur == e
+	return s.currentLocked(k, bf, e)
 }
 
 // drop removes chunk k if its index entry is still e.
-func (s *store) drop(k chunkKey, e *entry, why string, err error) {
+func (s *store) drop(k chunkKey, bf *blobFile, e *entry, why string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.lru.Peek(k); ok && cur == e {
+	if s.currentLocked(k, bf, e) {
 		s.log.Warn("cached chunk "+why+", fetching it again", "digest", k.d.String(), "chunk", k.i, "err", err)
-		s.removeLocked(k, e)
+		s.removeChunkLocked(k, bf, e)
 	}
 }
 
-// put stores chunk k (sum is the hash of data) if the budget allows and
-// d was not purged since gen. It reports whether the chunk is on disk.
-// A write failure is logged once and otherwise ignored.
-func (s *store) put(k chunkKey, data []byte, sum [32]byte, gen uint64) bool {
+// put stores chunks first, first+1, … of d (data holds them back to
+// back) if the budget allows and d was not purged since gen. verified
+// says the bytes matched the blob's table; plains, if not nil, are the
+// chunks' sha256 (chunks of a blob not verified yet). A run is written
+// with one write. It returns the entries of the chunks put, nil for
+// those not on disk. A write failure is logged once and otherwise
+// ignored.
+func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte, gen uint64, verified bool) []*entry {
 	n := int64(len(data))
+	count := (n + s.cs - 1) / s.cs
+	out := make([]*entry, count)
 	s.mu.Lock()
-	if s.gens[k.d] != gen {
+	if s.gens[d] != gen {
 		s.mu.Unlock()
-		return false
+		return out
 	}
-	if e, ok := s.lru.Peek(k); ok {
-		if e.size == n && e.hasSum && e.sum == sum {
-			s.lru.Get(k)
-			s.mu.Unlock()
-			return true
+	k := chunkKey{d, first}
+	if count == 1 {
+		if bf, e, ok := s.lookupLocked(k); ok {
+			if e.size == n && ((verified && e.verified) || (plains != nil && e.hasPlain && e.plain == plains[0])) {
+				e.verified = e.verified || verified
+				s.lru.Get(d)
+				s.mu.Unlock()
+				out[0] = e
+				return out
+			}
+			s.removeChunkLocked(k, bf, e)
 		}
-		s.removeLocked(k, e)
 	}
-	if _, busy := s.pending[k]; busy || !s.makeRoomLocked(n) {
+	if s.anyLocked(d, first, first+count) || !s.makeRoomLocked(n) {
 		s.mu.Unlock()
-		return false
+		if count == 1 {
+			return out
+		}
+		// Some are there already, or not all fit: one at a time.
+		for j := int64(0); j < count; j++ {
+			var p [][32]byte
+			if plains != nil {
+				p = plains[j : j+1]
+			}
+			out[j] = s.put(d, first+j, data[j*s.cs:min(n, (j+1)*s.cs)], p, gen, verified)[0]
+		}
+		return out
 	}
+	bf, ok := s.lru.Get(d)
+	if !ok {
+		bf = &blobFile{chunks: map[int64]*entry{}}
+		s.lru.Add(d, bf)
+	}
+	f, err := s.openLocked(d, bf, true)
+	if err != nil {
+		s.writeFailedLocked(err)
+		if len(bf.chunks) == 0 && bf.io == 0 {
+			s.removeBlobLocked(d, bf)
+		}
+		s.mu.Unlock()
+		return out
+	}
+	df := bf.df
 	p := &pendingPut{n: n}
-	s.pending[k] = p
+	for i := first; i < first+count; i++ {
+		s.pending[chunkKey{d, i}] = p
+	}
 	s.usage += n
 	s.mu.Unlock()
 
-	tmp, err := writeTemp(s.tmp, data, false)
+	off := first * s.cs
+	if err = writeAt(f, df, data, off); err != nil {
+		punch(f, off, n) // give back what a partial write took
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.usage -= n
-	if s.pending[k] != p { // purged while we wrote
-		if err == nil {
-			os.Remove(tmp)
-		}
-		return false
+	s.doneLocked(d, bf)
+	if s.pending[k] != p { // purged or evicted while we wrote
+		return out
 	}
-	delete(s.pending, k)
-	if err == nil {
-		err = renameInto(tmp, s.path(k))
+	for i := first; i < first+count; i++ {
+		delete(s.pending, chunkKey{d, i})
 	}
 	if err != nil {
-		if !s.warned {
-			s.warned = true
-			s.log.Warn("cannot write to the cache directory; serving without caching", "dir", s.dir, "err", err)
-		} else {
-			s.log.Debug("cache write failed", "err", err)
+		s.writeFailedLocked(err)
+		if len(bf.chunks) == 0 && !bf.dead {
+			s.removeBlobLocked(d, bf)
 		}
+		return out
+	}
+	for j := int64(0); j < count; j++ {
+		e := &entry{size: min(n, (j+1)*s.cs) - j*s.cs, verified: verified}
+		if plains != nil {
+			e.plain, e.hasPlain = plains[j], true
+		}
+		bf.chunks[first+j], out[j] = e, e
+	}
+	bf.bytes += n
+	s.usage += n
+	return out
+}
+
+// markVerified records that the chunks first, first+1, … of d whose
+// entries are ents (nil for none) are the verified blob's, if they are
+// still cached.
+func (s *store) markVerified(d digest.Digest, first int64, ents []*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bf, ok := s.lru.Peek(d)
+	if !ok {
+		return
+	}
+	for j, e := range ents {
+		if e != nil && bf.chunks[first+int64(j)] == e {
+			e.verified = true
+		}
+	}
+}
+
+// anyLocked reports whether any chunk in [a, b) of d is cached or being written.
+func (s *store) anyLocked(d digest.Digest, a, b int64) bool {
+	bf, _ := s.lru.Peek(d)
+	for i := a; i < b; i++ {
+		if _, busy := s.pending[chunkKey{d, i}]; busy {
+			return true
+		}
+		if bf != nil && bf.chunks[i] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// cached reports whether every chunk in [a, b) of d is cached.
+func (s *store) cached(d digest.Digest, a, b int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bf, ok := s.lru.Peek(d)
+	if !ok {
 		return false
 	}
-	s.addLocked(k, &entry{size: n, sum: sum, hasSum: true})
+	for i := a; i < b; i++ {
+		if bf.chunks[i] == nil {
+			return false
+		}
+	}
 	return true
 }
 
-func (s *store) addLocked(k chunkKey, e *entry) {
-	s.lru.Add(k, e)
-	s.usage += e.size
-	s.perBlob[k.d] += e.size
-}
+// dioAlign is the alignment O_DIRECT asks of offsets, lengths and memory.
+const dioAlign = 4096
 
-func (s *store) removeLocked(k chunkKey, e *entry) {
-	s.lru.Remove(k)
-	s.usage -= e.size
-	if s.perBlob[k.d] -= e.size; s.perBlob[k.d] <= 0 {
-		delete(s.perBlob, k.d)
+// writeAt writes data at off: the aligned part with O_DIRECT (df) when
+// there is one, so that writing a large blob does not fill the page
+// cache (which costs more CPU than the bytes are worth right after a
+// download: a reader reads them again from the file anyway), the rest
+// through the page cache (f).
+func writeAt(f, df *os.File, data []byte, off int64) error {
+	if df != nil && off%dioAlign == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%dioAlign == 0 {
+		if a := len(data) &^ (dioAlign - 1); a > 0 {
+			_, err := df.WriteAt(data[:a], off)
+			switch {
+			case err == nil:
+				data, off = data[a:], off+int64(a)
+			case !errors.Is(err, syscall.EINVAL):
+				return err
+			}
+		}
 	}
-	os.Remove(s.path(k))
+	if len(data) == 0 {
+		return nil
+	}
+	_, err := f.WriteAt(data, off)
+	return err
 }
 
-// makeRoomLocked evicts least recently used chunks of unpinned blobs
+func (s *store) writeFailedLocked(err error) {
+	if !s.warned {
+		s.warned = true
+		s.log.Warn("cannot write to the cache directory; serving without caching", "dir", s.dir, "err", err)
+	} else {
+		s.log.Debug("cache write failed", "err", err)
+	}
+}
+
+// punch frees bytes [off, off+n) of f, keeping its size.
+func punch(f *os.File, off, n int64) error {
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+}
+
+// removeChunkLocked drops one chunk. Its bytes are punched out of the
+// file, unless the blob was whole (the kernel may be reading that file
+// for a passthrough open) or punching fails: then the blob goes.
+func (s *store) removeChunkLocked(k chunkKey, bf *blobFile, e *entry) {
+	if bf.whole || len(bf.chunks) == 1 {
+		s.removeBlobLocked(k.d, bf)
+		return
+	}
+	f, err := s.openLocked(k.d, bf, false)
+	if err == nil {
+		err = punch(f, k.i*s.cs, e.size)
+		s.doneLocked(k.d, bf)
+	}
+	if err != nil {
+		s.removeBlobLocked(k.d, bf)
+		return
+	}
+	delete(bf.chunks, k.i)
+	bf.bytes -= e.size
+	s.usage -= e.size
+}
+
+// removeBlobLocked removes d's file and index record. Writes in progress
+// are cancelled; their bytes land in the unlinked file.
+func (s *store) removeBlobLocked(d digest.Digest, bf *blobFile) {
+	if cur, ok := s.lru.Peek(d); ok && cur == bf {
+		s.lru.Remove(d)
+	}
+	s.usage -= bf.bytes
+	bf.bytes, bf.chunks, bf.dead = 0, map[int64]*entry{}, true
+	for k := range s.pending {
+		if k.d == d {
+			delete(s.pending, k)
+		}
+	}
+	os.RemoveAll(s.blobDir(d))
+	s.idleLocked(d, bf)
+}
+
+// makeRoomLocked evicts least recently used blobs that no reader holds
 // until n more bytes fit. It reports whether they fit.
 func (s *store) makeRoomLocked(n int64) bool {
 	if n > s.max {
 		return false
 	}
-	for s.usage+n > s.max {
-		k, e, ok := s.lru.GetOldest()
-		if !ok || s.pins[k.d] > 0 {
-			break
-		}
-		s.removeLocked(k, e)
-	}
 	if s.usage+n <= s.max {
 		return true
 	}
-	// The oldest chunks are pinned: walk past them, oldest first.
-	for _, k := range s.lru.Keys() {
+	for _, d := range s.lru.Keys() { // oldest first
 		if s.usage+n <= s.max {
 			break
 		}
-		if s.pins[k.d] > 0 {
+		if s.pins[d] > 0 {
 			continue
 		}
-		if e, ok := s.lru.Peek(k); ok {
-			s.removeLocked(k, e)
+		if bf, ok := s.lru.Peek(d); ok {
+			s.removeBlobLocked(d, bf)
 		}
 	}
 	return s.usage+n <= s.max
@@ -309,20 +564,28 @@ func (s *store) purge(d digest.Digest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gens[d]++
+	if bf, ok := s.lru.Peek(d); ok {
+		s.removeBlobLocked(d, bf)
+		return
+	}
 	for k := range s.pending {
 		if k.d == d {
 			delete(s.pending, k)
 		}
 	}
-	if s.perBlob[d] > 0 {
-		for _, k := range s.lru.Keys() {
-			if k.d != d {
-				continue
-			}
-			if e, ok := s.lru.Peek(k); ok {
-				s.removeLocked(k, e)
-			}
+	os.RemoveAll(s.blobDir(d))
+}
+
+// chunkKeys lists every cached chunk, least recently used blob first.
+func (s *store) chunkKeys() []chunkKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []chunkKey
+	for _, d := range s.lru.Keys() {
+		bf, _ := s.lru.Peek(d)
+		for i := range bf.chunks {
+			out = append(out, chunkKey{d, i})
 		}
 	}
-	os.RemoveAll(s.blobDir(d))
+	return out
 }

@@ -27,10 +27,10 @@ const cs = minChunkSize // 64 KiB: the smallest chunk size, keeps tests fast
 type fakeSource struct {
 	mu    sync.Mutex
 	blobs map[digest.Digest][]byte
-	flip  map[digest.Digest]int64 // offset of a byte answered inverted
-	failN int                     // fail the next failN calls
-	calls map[digest.Digest]map[int64]int
-	bytes int64 // bytes answered
+	flip  map[digest.Digest]int64         // offset of a byte answered inverted
+	failN int                             // fail the next failN calls
+	calls map[digest.Digest]map[int64]int // by chunk offset
+	bytes int64                           // bytes answered
 	// hook runs before a call is answered; it may block. An error is returned as is.
 	hook func(ctx context.Context, d digest.Digest, off int64) error
 }
@@ -48,7 +48,9 @@ func (f *fakeSource) FetchRange(ctx context.Context, d digest.Digest, off, n int
 	if f.calls[d] == nil {
 		f.calls[d] = map[int64]int{}
 	}
-	f.calls[d][off]++
+	for c := off - off%cs; c < off+n; c += cs { // a span counts for every chunk it covers
+		f.calls[d][c]++
+	}
 	hook := f.hook
 	f.mu.Unlock()
 	if hook != nil {
@@ -100,6 +102,7 @@ func (f *fakeSource) callsAt(d digest.Digest, off int64) int {
 	return f.calls[d][off]
 }
 
+// totalCalls returns how many chunks of d were asked for in all.
 func (f *fakeSource) totalCalls(d digest.Digest) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -218,8 +221,15 @@ func chunkFiles(t *testing.T, dir string) (files []string, total int64) {
 	return files, total
 }
 
-func chunkPath(dir string, d digest.Digest, i int) string {
-	return filepath.Join(dir, "chunks", d.Hex()[:2], d.Hex(), fmt.Sprint(i))
+// blobPath is the file that holds d's cached chunks.
+func blobPath(dir string, d digest.Digest) string {
+	return filepath.Join(dir, "chunks", d.Hex()[:2], d.Hex(), blobFileName)
+}
+
+// flipChunkByte corrupts byte at of chunk i of d's file.
+func flipChunkByte(t *testing.T, dir string, d digest.Digest, i, at int64) {
+	t.Helper()
+	flipFileByte(t, blobPath(dir, d), i*cs+at)
 }
 
 func flipFileByte(t *testing.T, p string, at int64) {

@@ -71,67 +71,79 @@ type chunkFlightKey struct {
 }
 
 type chunkResult struct {
-	data []byte // shared: never modified
-	sum  [32]byte
+	data     []byte // shared: never modified
+	verified bool   // data matched the blob's chunk table
 }
 
 // startChunk starts (or joins) getting chunk i of blob k: from memory or
-// disk if a trusted copy is there, else from the source. sem, if not
-// nil, bounds the concurrent source fetches of one verification job.
-func (c *Cache) startChunk(k blobKey, i int64, sem chan struct{}) *call[chunkResult] {
+// disk if a trusted copy is there, else from the source.
+func (c *Cache) startChunk(k blobKey, i int64) *call[chunkResult] {
 	off, n := chunkSpan(k.size, c.o.ChunkSize, i)
 	gen := c.store.gen(k.d)
 	fk := chunkFlightKey{d: k.d, i: i, n: n, gen: gen}
 	return c.chunks.start(fk, c.spawn, func() (chunkResult, error) {
-		return c.loadChunk(k.d, i, off, n, gen, sem)
+		return c.loadChunk(k.d, i, off, n, gen)
 	})
 }
 
-// loadChunk returns chunk i (bytes [off,off+n)) of d with its sha256.
-// With a trusted table the bytes match it; without one they are the
-// bytes this process fetched (or wrote and re-read), and the caller
-// decides whether unverified bytes may be used.
-func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64, sem chan struct{}) (chunkResult, error) {
+// loadChunk returns chunk i (bytes [off,off+n)) of d. With a trusted
+// table the bytes match it (verified); without one they are the bytes
+// this process fetched (or wrote and re-read), and the caller decides
+// whether unverified bytes may be used.
+func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkResult, error) {
 	ck := chunkKey{d, i}
-	var want *[32]byte
-	if tab, _ := c.table(d); tab != nil {
-		want = tab.sumFor(i, n)
+	tab, _ := c.table(d)
+	if tab != nil && !tab.spans(i, n) {
+		tab = nil // a descriptor that lies about the size: never verified
 	}
-	if want != nil {
+	if tab != nil {
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == n {
-			return chunkResult{b, *want}, nil
+			return chunkResult{b, true}, nil
 		}
 	}
-	if data, sum, ok := c.store.read(ck, n, want); ok {
-		return chunkResult{data, sum}, nil
+	if data, _, ok := c.store.read(ck, n, tab, nil); ok {
+		return chunkResult{data, tab != nil}, nil
 	}
+	data, err := c.fetch(d, off, n, nil)
+	if err != nil {
+		return chunkResult{}, err
+	}
+	if tab == nil {
+		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
+		return chunkResult{data, false}, nil
+	}
+	if !tab.check(i, data) {
+		c.log.Warn("chunk from registry does not match the blob's verified chunk table",
+			"digest", d.String(), "repository", c.o.Repository, "chunk", i)
+		return chunkResult{}, fmt.Errorf("%s chunk %d: %w", d, i, hfserr.ErrIntegrity)
+	}
+	if c.store.put(d, i, data, nil, gen, true)[0] == nil {
+		c.recent.Add(ck, data)
+	}
+	return chunkResult{data, true}, nil
+}
+
+// fetch gets bytes [off, off+n) of d from the source, under the
+// daemon's context; sem, if not nil, bounds the fetches of one job.
+func (c *Cache) fetch(d digest.Digest, off, n int64, sem chan struct{}) ([]byte, error) {
 	if sem != nil {
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
 		case <-c.ctx.Done():
-			return chunkResult{}, c.ctx.Err()
+			return nil, c.ctx.Err()
 		}
 	}
 	data, err := c.src.FetchRange(c.ctx, d, off, n)
 	if errors.Is(err, hfserr.ErrInvalid) {
 		// A range past the end: the blob is not the size its descriptor says.
-		return chunkResult{}, fmt.Errorf("%s bytes %d-%d: %v: %w", d, off, off+n-1, err, hfserr.ErrIntegrity)
+		return nil, fmt.Errorf("%s bytes %d-%d: %v: %w", d, off, off+n-1, err, hfserr.ErrIntegrity)
 	}
 	if err != nil {
-		return chunkResult{}, fmt.Errorf("%s bytes %d-%d: %w", d, off, off+n-1, err)
+		return nil, fmt.Errorf("%s bytes %d-%d: %w", d, off, off+n-1, err)
 	}
 	if int64(len(data)) != n {
-		return chunkResult{}, fmt.Errorf("fetch %s bytes %d-%d: got %d bytes: %w", d, off, off+n-1, len(data), hfserr.ErrIntegrity)
+		return nil, fmt.Errorf("fetch %s bytes %d-%d: got %d bytes: %w", d, off, off+n-1, len(data), hfserr.ErrIntegrity)
 	}
-	sum := sha256.Sum256(data)
-	if want != nil && sum != *want {
-		c.log.Warn("chunk from registry does not match the blob's verified chunk table",
-			"digest", d.String(), "repository", c.o.Repository, "chunk", i, "got", digest.Digest(sum).String())
-		return chunkResult{}, fmt.Errorf("%s chunk %d: %w", d, i, hfserr.ErrIntegrity)
-	}
-	if !c.store.put(ck, data, sum, gen) && want != nil {
-		c.recent.Add(ck, data)
-	}
-	return chunkResult{data, sum}, nil
+	return data, nil
 }

@@ -34,4 +34,8 @@ func adoptChunkSize(dir string, want int64, log *slog.Logger) (int64, error) {
 	return want, nil
 }
 
-func validChunkSize(n int64) bool { return n >= minChunkSize && n <= maxChunkSize }
+// validChunkSize: chunks start on sha256 blocks (hashstate.go) and on
+// O_DIRECT boundaries (chunkstore.go).
+func validChunkSize(n int64) bool {
+	return n >= minChunkSize && n <= maxChunkSize && n%dioAlign == 0
+}

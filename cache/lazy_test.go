@@ -151,7 +151,7 @@ func TestLazyChunkCorruptOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An unverified chunk is still checked against what was fetched.
-	flipFileByte(t, chunkPath(dir, d, 0), 50)
+	flipChunkByte(t, dir, d, 0, 50)
 	if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
 		t.Fatalf("ReadAt after on-disk corruption: %v", err)
 	}

@@ -126,21 +126,19 @@ func (c *Cache) readChunks(ctx context.Context, k blobKey, tab *table, p []byte,
 // into dst.
 func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo int64, dst []byte) (int, error) {
 	ck := chunkKey{k.d, i}
-	var want *[32]byte
 	if tab != nil {
-		want = &tab.sums[i]
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == ln {
 			return copy(dst, b[lo:]), nil
 		}
 	}
-	if c.store.readRange(ck, ln, want, lo, dst) {
+	if c.store.readRange(ck, ln, tab, lo, dst) {
 		return len(dst), nil
 	}
-	res, err := c.startChunk(k, i, nil).wait(ctx)
+	res, err := c.startChunk(k, i).wait(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if want != nil && res.sum != *want {
+	if tab != nil && !res.verified && !tab.check(i, res.data) {
 		return 0, fmt.Errorf("%s chunk %d does not match its verified table: %w", k.d, i, hfserr.ErrIntegrity)
 	}
 	return copy(dst, res.data[lo:]), nil

@@ -1,25 +1,31 @@
 package cache
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hashfs/hashfs/internal/digest"
 )
 
-// load rebuilds the chunk index from disk at Open. Only chunks of blobs
-// with a trusted table survive: anything else was an unverified lazy
-// chunk or a verification that never finished (for example after
-// kill -9), so a restart serves only verified bytes. Files that cannot
-// be a chunk of their blob are removed. LRU order is file mtime order.
-// Returns how many chunk files were removed.
+// load rebuilds the chunk index from disk at Open. Only blobs with a
+// trusted table survive: anything else was an unverified lazy chunk or a
+// verification that never finished (for example after kill -9), so a
+// restart serves only verified bytes. A chunk counts as cached when its
+// whole span of the blob's file is data (not a hole); it is checked
+// against the table the first time this process reads it. Files that
+// cannot belong to their blob are removed. LRU order is file mtime order.
+// Returns how many files were removed.
 func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err error) {
 	type found struct {
-		k     chunkKey
-		size  int64
+		d     digest.Digest
+		bf    *blobFile
 		mtime time.Time
 	}
 	var all []found
@@ -48,46 +54,116 @@ func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err 
 				os.RemoveAll(bPath)
 				continue
 			}
-			files, err := os.ReadDir(bPath)
-			if err != nil {
-				return removed, err
+			bf, mtime, n, err := loadBlob(bPath, size, cs)
+			removed += n
+			if err != nil || bf.bytes == 0 {
+				os.RemoveAll(bPath)
+				continue
 			}
-			kept := 0
-			for _, f := range files {
-				fPath := filepath.Join(bPath, f.Name())
-				i, perr := strconv.ParseInt(f.Name(), 10, 64)
-				ok := perr == nil && f.Type().IsRegular() && strconv.FormatInt(i, 10) == f.Name() &&
-					i >= 0 && i < chunkCount(size, cs)
-				var fi os.FileInfo
-				if ok {
-					fi, err = f.Info()
-					ok = err == nil
-				}
-				if ok {
-					_, n := chunkSpan(size, cs, i)
-					ok = fi.Size() == n
-				}
-				if !ok {
-					os.RemoveAll(fPath)
-					removed++
-					continue
-				}
-				all = append(all, found{chunkKey{d, i}, fi.Size(), fi.ModTime()})
-				kept++
-			}
-			if kept == 0 {
-				os.Remove(bPath)
-			}
+			all = append(all, found{d, bf, mtime})
 		}
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].mtime.Before(all[b].mtime) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range all {
-		s.addLocked(f.k, &entry{size: f.size})
+		s.lru.Add(f.d, f.bf)
+		s.usage += f.bf.bytes
 	}
 	s.makeRoomLocked(0)
 	return removed, nil
+}
+
+// loadBlob indexes the chunks in one blob's directory: the data of its
+// file (holes are chunks not cached) and, in a cache made by an earlier
+// hashfs, one file per chunk, which it moves into the blob's file.
+func loadBlob(dir string, size, cs int64) (*blobFile, time.Time, int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, time.Time{}, 0, err
+	}
+	removed := 0
+	var old []int64
+	for _, e := range ents {
+		name := e.Name()
+		if name == blobFileName && e.Type().IsRegular() {
+			continue
+		}
+		i, perr := strconv.ParseInt(name, 10, 64)
+		if perr == nil && e.Type().IsRegular() && strconv.FormatInt(i, 10) == name && i >= 0 && i < chunkCount(size, cs) {
+			old = append(old, i)
+			continue
+		}
+		os.RemoveAll(filepath.Join(dir, name))
+		removed++
+	}
+	p := filepath.Join(dir, blobFileName)
+	flag := os.O_RDWR
+	if len(old) > 0 {
+		flag |= os.O_CREATE
+	}
+	f, err := os.OpenFile(p, flag, 0o600)
+	if err != nil {
+		return nil, time.Time{}, removed, err
+	}
+	defer f.Close()
+	for _, i := range old {
+		cp := filepath.Join(dir, strconv.FormatInt(i, 10))
+		off, n := chunkSpan(size, cs, i)
+		if b, err := os.ReadFile(cp); err == nil && int64(len(b)) == n {
+			if _, err := f.WriteAt(b, off); err != nil {
+				punch(f, off, n)
+			}
+		}
+		os.Remove(cp)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, removed, err
+	}
+	if fi.Size() > size {
+		removed++
+		return nil, time.Time{}, removed, errors.New("blob file longer than the blob")
+	}
+	bf := &blobFile{chunks: map[int64]*entry{}}
+	for _, i := range dataChunks(f, fi.Size(), size, cs) {
+		_, n := chunkSpan(size, cs, i)
+		bf.chunks[i] = &entry{size: n}
+		bf.bytes += n
+	}
+	return bf, fi.ModTime(), removed, nil
+}
+
+// dataChunks lists the chunks of a blob of size bytes whose whole span
+// is data in f (flen bytes long). A filesystem that cannot tell holes
+// makes every chunk within flen count; the first-read check sorts them.
+func dataChunks(f *os.File, flen, size, cs int64) []int64 {
+	fd := int(f.Fd())
+	var out []int64
+	for off := int64(0); off < flen; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, syscall.ENXIO) {
+			break
+		}
+		end := flen
+		if err != nil {
+			start = off
+		} else if e, err := unix.Seek(fd, start, unix.SEEK_HOLE); err == nil {
+			end = e
+		}
+		for i := (start + cs - 1) / cs; i < chunkCount(size, cs); i++ {
+			o, n := chunkSpan(size, cs, i)
+			if o+n > end {
+				break
+			}
+			out = append(out, i)
+		}
+		if end <= off {
+			break
+		}
+		off = end
+	}
+	return out
 }
 
 func countFiles(dir string) (int, error) {

@@ -91,7 +91,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if _, err := os.Stat(chunkPath(dir, bd, 0)); err != nil {
+	if _, err := os.Stat(blobPath(dir, bd)); err != nil {
 		t.Fatalf("lazy chunk not on disk: %v", err)
 	}
 	c.Close()
@@ -181,8 +181,8 @@ func TestWriteFailureStillServes(t *testing.T) {
 	dir := t.TempDir()
 	var logs logBuffer
 	c := openCache(t, dir, newFake(b), Options{Logger: newTestLogger(&logs)})
-	// Make every cache write fail: the temp directory becomes a file.
-	tmp := filepath.Join(dir, "tmp")
+	// Make every cache write fail: the chunk directory becomes a file.
+	tmp := filepath.Join(dir, "chunks")
 	if err := os.RemoveAll(tmp); err != nil {
 		t.Fatal(err)
 	}

@@ -18,13 +18,17 @@ import (
 	"github.com/hashfs/hashfs/internal/digest"
 )
 
-// A chunk table holds the sha256 of every chunk of a blob. It is written
-// only after the whole blob hashed to its digest, so it is trusted: any
-// single chunk can then be checked on its own.
+// A chunk table holds one 32-byte value per chunk of a blob, against
+// which that chunk can be checked on its own (table.check). It is written
+// only after the whole blob hashed to its digest, so it is trusted.
+// Version 2 tables hold sha256 chaining values (hashstate.go), which the
+// verification gets from the one pass that hashes the blob; version 1
+// tables, written by earlier hashfs, hold each chunk's own sha256 and
+// are still read.
 //
 // On disk (<Dir>/tables/<hex>) a table is
 //
-//	magic "hfstbl1\n" | size int64 LE | chunk size int64 LE | n × sha256 | sha256 of all before
+//	magic "hfstbl2\n" | size int64 LE | chunk size int64 LE | n × 32 bytes | sha256 of all before
 //
 // The trailing sum catches torn or rotted files. Tables are tiny (32
 // bytes per chunk) and are not counted against Options.MaxSize; they are
@@ -32,14 +36,38 @@ import (
 // whole-blob verification.
 
 const (
-	tableMagic  = "hfstbl1\n"
-	tableHeader = len(tableMagic) + 16
-	tablesInMem = 256
+	tableMagic   = "hfstbl2\n"
+	tableMagicV1 = "hfstbl1\n"
+	tableHeader  = len(tableMagic) + 16
+	tablesInMem  = 256
 )
 
 type table struct {
 	size, chunkSize int64
 	sums            [][32]byte
+	v1              bool // sums are each chunk's sha256, not chaining values
+}
+
+// check reports whether data is chunk i of the blob.
+func (t *table) check(i int64, data []byte) bool {
+	if !t.spans(i, int64(len(data))) {
+		return false
+	}
+	if t.v1 {
+		return sha256.Sum256(data) == t.sums[i]
+	}
+	var start [32]byte
+	if i > 0 {
+		start = t.sums[i-1]
+	}
+	h := resume(start, i*t.chunkSize)
+	h.Write(data)
+	if i < int64(len(t.sums))-1 {
+		return chainingValue(h) == t.sums[i]
+	}
+	var got [32]byte
+	h.Sum(got[:0])
+	return got == t.sums[i]
 }
 
 // chunkCount is the number of chunks of a blob of size bytes.
@@ -51,20 +79,22 @@ func chunkSpan(size, cs, i int64) (off, n int64) {
 	return off, min(cs, size-off)
 }
 
-// sumFor returns the trusted sum of chunk i if that chunk is n bytes long.
-func (t *table) sumFor(i, n int64) *[32]byte {
+// spans reports whether the blob has a chunk i of n bytes.
+func (t *table) spans(i, n int64) bool {
 	if i < 0 || i >= int64(len(t.sums)) {
-		return nil
+		return false
 	}
-	if _, ln := chunkSpan(t.size, t.chunkSize, i); ln != n {
-		return nil
-	}
-	return &t.sums[i]
+	_, ln := chunkSpan(t.size, t.chunkSize, i)
+	return ln == n
 }
 
 func (t *table) encode() []byte {
 	var b bytes.Buffer
-	b.WriteString(tableMagic)
+	if t.v1 {
+		b.WriteString(tableMagicV1)
+	} else {
+		b.WriteString(tableMagic)
+	}
 	b.Write(binary.LittleEndian.AppendUint64(nil, uint64(t.size)))
 	b.Write(binary.LittleEndian.AppendUint64(nil, uint64(t.chunkSize)))
 	for _, s := range t.sums {
@@ -77,7 +107,7 @@ func (t *table) encode() []byte {
 
 // parseHeader checks the fixed part of a table file of fileLen bytes.
 func parseHeader(h []byte, fileLen, cs int64) (size int64, err error) {
-	if len(h) < tableHeader || string(h[:len(tableMagic)]) != tableMagic {
+	if len(h) < tableHeader || (string(h[:len(tableMagic)]) != tableMagic && string(h[:len(tableMagic)]) != tableMagicV1) {
 		return 0, errors.New("bad magic")
 	}
 	size = int64(binary.LittleEndian.Uint64(h[len(tableMagic):]))
@@ -103,7 +133,7 @@ func decodeTable(b []byte, cs int64) (*table, error) {
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], trailer) {
 		return nil, errors.New("checksum mismatch")
 	}
-	t := &table{size: size, chunkSize: cs, sums: make([][32]byte, chunkCount(size, cs))}
+	t := &table{size: size, chunkSize: cs, sums: make([][32]byte, chunkCount(size, cs)), v1: string(b[:len(tableMagicV1)]) == tableMagicV1}
 	for i := range t.sums {
 		copy(t.sums[i][:], body[tableHeader+32*i:])
 	}

@@ -39,23 +39,33 @@ type job struct {
 	err  error
 }
 
-// verify gets every chunk of k (from the cache or the source, Parallel
-// fetches at a time, at most 2×Parallel chunks held in memory), hashes
-// them in order and, if the blob hashes to its digest, commits the chunk
-// table. Chunks are cached as they arrive, so they are unverified until
-// the table exists; a mismatch purges them.
+// verify gets every chunk of k (from the cache or the source, in spans
+// of a few chunks, see span.go), hashes them in order and, if the blob
+// hashes to its digest, commits the chunk table. Chunks are cached as
+// they arrive, so they are unverified until the table exists; a
+// mismatch purges them.
 func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	cs := c.o.ChunkSize
 	n := chunkCount(k.size, cs)
 	w := int64(2 * c.o.Parallel)
+	per := spanChunks(cs, w)
 	sem := make(chan struct{}, c.o.Parallel)
-	ring := make([]*call[chunkResult], w)
-	sums := make([][32]byte, n)
+	ring := make([]*call[spanResult], w)
+	sums := make([][32]byte, n) // chaining values (hashstate.go)
+	ents := make([]*entry, n)
 	h := sha256.New()
 	var next int64
 	for i := int64(0); i < n; i++ {
-		for ; next < n && next < i+w; next++ {
-			ring[next%w] = c.startChunk(k, next, sem)
+		for next < n {
+			end := min(n, next+per)
+			if end > i+w {
+				break
+			}
+			cl := c.startSpan(k, next, end, sem)
+			for j := next; j < end; j++ {
+				ring[j%w] = cl
+			}
+			next = end
 		}
 		cl := ring[i%w]
 		ring[i%w] = nil
@@ -63,16 +73,23 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		if err != nil {
 			return nil, err
 		}
-		h.Write(res.data)
-		sums[i] = res.sum
+		h.Write(res.chunk(i))
+		ents[i] = res.ents[i-res.first]
+		if i < n-1 {
+			sums[i] = chainingValue(h)
+		}
 	}
 	var got digest.Digest
 	h.Sum(got[:0])
 	if got != k.d {
 		return nil, &IntegrityError{Digest: k.d, Size: k.size, Got: got}
 	}
+	if n > 0 {
+		sums[n-1] = got
+	}
 	tab := &table{size: k.size, chunkSize: cs, sums: sums}
 	c.tables.put(k.d, tab)
+	c.store.markVerified(k.d, 0, ents) // hashed just now: no second hash
 	return tab, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +26,11 @@ type fileNode struct {
 	desc manifestview.Desc
 	doc  bool
 	docs Docs // where a document's bytes come from
+
+	mu          sync.Mutex
+	cachedOpens int      // handles the kernel reads through the daemon
+	passOpens   int      // handles offered for passthrough; they share backing
+	backing     *os.File // the blob's whole, verified file while passOpens > 0
 }
 
 var (
@@ -71,6 +78,14 @@ func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // Open pins the blob in the cache for the life of the handle. Bytes the
 // kernel keeps in its page cache were verified (strict, or lazy once the
 // whole blob verified), so digest-addressed content keeps the page cache.
+//
+// When the kernel takes passthrough backing files and the blob is whole
+// on disk (cache.Reader.Backing: in strict mode after waiting for its
+// verification, as the first read would), the handle hands the kernel
+// the blob's file and reads bypass the daemon. The kernel refuses to mix
+// passthrough and ordinary opens of one inode (the open fails with EIO),
+// so a node with ordinary handles open gets another ordinary one, and
+// one with passthrough handles open gets another passthrough one.
 func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if isWriteOpen(flags) {
 		return nil, 0, syscall.EROFS
@@ -89,7 +104,34 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if c.Mode() == cache.Strict || c.Status(f.desc.Digest, f.desc.Size).Verified {
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
-	return &blobHandle{root: f.root, desc: f.desc, r: c.Open(f.desc.Digest, f.desc.Size)}, fl, 0
+	h := &blobHandle{root: f.root, node: f, desc: f.desc, r: c.Open(f.desc.Digest, f.desc.Size)}
+	f.mu.Lock()
+	try := f.passOpens == 0 && f.cachedOpens == 0 && f.root.passthrough.Load()
+	f.mu.Unlock()
+	var backing *os.File
+	if try {
+		var err error
+		if backing, err = h.r.Backing(ctx); err != nil {
+			f.root.cfg.Logger.Debug("open without passthrough", "digest", f.desc.Digest.String(), "err", err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.passOpens > 0:
+		f.passOpens++
+		h.pass = true
+	case backing != nil && f.cachedOpens == 0:
+		f.backing, backing = backing, nil
+		f.passOpens = 1
+		h.pass = true
+	default:
+		f.cachedOpens++
+	}
+	if backing != nil {
+		backing.Close()
+	}
+	return h, fl, 0
 }
 
 // Read serves through the handle.
@@ -102,16 +144,38 @@ func (f *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 
 type blobHandle struct {
 	root *Root
+	node *fileNode
 	desc manifestview.Desc
 	r    *cache.Reader
+	pass bool // counted in node.passOpens: offered to the kernel for passthrough
 }
 
 var (
 	_ = (gofs.FileReader)((*blobHandle)(nil))
 	_ = (gofs.FileReleaser)((*blobHandle)(nil))
+	_ = (gofs.FilePassthroughFder)((*blobHandle)(nil))
 )
 
+// PassthroughFd gives go-fuse the blob's file for the kernel to read,
+// when Open chose passthrough. go-fuse asks once per inode while none of
+// its handles holds a backing id; every later open of the inode shares
+// that id, since all blob handles implement this interface.
+func (h *blobHandle) PassthroughFd() (int, bool) {
+	n := h.node
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !h.pass || n.backing == nil {
+		return 0, false
+	}
+	return int(n.backing.Fd()), true
+}
+
 func (h *blobHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h.pass && h.root.passthrough.CompareAndSwap(true, false) {
+		// go-fuse stops registering backing files after the kernel
+		// refused one; stop waiting and hashing for passthrough opens.
+		h.root.cfg.Logger.Info("the kernel refused a passthrough backing file; reads go through the daemon")
+	}
 	n, err := h.r.ReadAt(ctx, dest, off)
 	// Only the cache's own bare io.EOF means end of blob: a transport
 	// error may wrap io.EOF too ("Get …: EOF"), and must stay an error.
@@ -122,6 +186,15 @@ func (h *blobHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 }
 
 func (h *blobHandle) Release(ctx context.Context) syscall.Errno {
+	n := h.node
+	n.mu.Lock()
+	if !h.pass {
+		n.cachedOpens--
+	} else if n.passOpens--; n.passOpens == 0 {
+		n.backing.Close()
+		n.backing = nil
+	}
+	n.mu.Unlock()
 	h.r.Close()
 	return 0
 }

@@ -82,6 +82,9 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 	if err := setReadahead(dir, maxReadAhead); err != nil && o.Logger != nil {
 		o.Logger.Debug("kernel readahead left at its default", "err", err)
 	}
+	if err := enablePassthrough(srv, root); err != nil && o.Logger != nil {
+		o.Logger.Info("FUSE passthrough off: every read goes through the daemon", "reason", err)
+	}
 	return srv, nil
 }
 

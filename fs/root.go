@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,8 @@ type Root struct {
 	cfg Config
 
 	mtime time.Time // shown on every node: content has no meaningful mtime
+
+	passthrough atomic.Bool // the kernel takes cache files as backing files (Mount sets it)
 
 	mu       sync.Mutex
 	files    map[digest.Digest][]*gofs.Inode // open-able blob inodes, for Invalidate

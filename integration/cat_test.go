@@ -215,12 +215,12 @@ func TestCacheCommands(t *testing.T) {
 		t.Errorf("cache ls = %q, %v (%s); want a row %q", out, err, errs, wantRow)
 	}
 
-	chunk := filepath.Join(m.cacheDir, "chunks", hexd[:2], hexd, "2")
+	chunk := filepath.Join(m.cacheDir, "chunks", hexd[:2], hexd, "blob") // chunk i at i MiB
 	raw, err := os.ReadFile(chunk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw[100] ^= 1
+	raw[2<<20+100] ^= 1
 	if err := os.WriteFile(chunk, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}

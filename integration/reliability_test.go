@@ -729,7 +729,7 @@ func TestFaultIgnoreRange(t *testing.T) {
 	r := timedRead(t, m.path("sha256/"+hexd), cmdTimeout)
 	wantBytes(t, "read through a server that ignores Range", r, data)
 	gets, sent := rig.p.st.blobGets.Load(), rig.p.st.bodyBytes.Load()
-	if gets < 6 {
+	if gets < 2 { // the verification asks for 2 MiB spans of 512 KiB chunks
 		t.Errorf("only %d blob GETs for a 3 MiB blob in 512 KiB chunks", gets)
 	}
 	row.reader = describe(r, data)
@@ -759,8 +759,8 @@ func TestFaultRedirectExpired(t *testing.T) {
 		t.Errorf("the CDN answered 403 %d times, want 1", cdn.expired.Load())
 	}
 	redirects := rig.p.st.redirected.Load()
-	if redirects < 5 {
-		t.Errorf("the registry redirected %d blob GETs, want >= 5 (4 ranges + the re-asked one)", redirects)
+	if redirects < 2 {
+		t.Errorf("the registry redirected %d blob GETs, want >= 2 (one 2 MiB span of 512 KiB chunks + the re-asked one)", redirects)
 	}
 	cdn.expireN.Store(1 << 30)
 	e := timedRead(t, m.path("sha256/"+otherHex), cmdTimeout)

@@ -53,10 +53,10 @@ func defaultCacheDir() string {
 func (o *options) register(f *pflag.FlagSet) {
 	o.cacheMax, o.chunkSize, o.lazyVerifyMax, o.memoryLimit = 10<<30, 1<<20, 16<<20, 80<<20
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory of the on-disk chunk cache (created 0700)")
-	f.Var(&o.cacheMax, "cache-max-size", "hard budget for cached blob bytes, e.g. 512MiB, 20G; least recently used chunks are evicted, never ones an open file is reading")
+	f.Var(&o.cacheMax, "cache-max-size", "hard budget for cached blob bytes, e.g. 512MiB, 20G; least recently used blobs are evicted, never one an open file is reading")
 	f.StringVar(&o.verify, "verify", "strict", "strict: serve only bytes of blobs verified whole (or chunks matching a trusted chunk table); lazy: serve chunks as they arrive and finish verification in the background, quarantining blobs that do not match")
-	f.Var(&o.chunkSize, "chunk-size", "size of one range request and one cache file")
-	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob (with the default 1MiB chunks: 16 MiB in flight)")
+	f.Var(&o.chunkSize, "chunk-size", "unit of lazy fetches and of checks against a blob's chunk table, a multiple of 4KiB (verification asks for spans of up to 4MiB)")
+	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob; at most 2 × parallel chunks of a blob are in memory")
 	f.Var(&o.lazyVerifyMax, "lazy-verify-max", "with --verify lazy, blobs up to this size are still verified whole before serving")
 	f.DurationVar(&o.quarantineTime, "quarantine-time", 30*time.Second, "with --verify lazy, how long a blob that failed verification answers EIO before it is fetched again")
 	f.DurationVar(&o.tagTTL, "tag-ttl", time.Minute, "how long a tag's answer is used before it is resolved again (the last known answer is kept while the registry is down)")
@@ -82,8 +82,8 @@ func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options,
 	if err != nil {
 		return cache.Options{}, fmt.Errorf("--verify: %w", err)
 	}
-	if o.chunkSize < 64<<10 || o.chunkSize > 64<<20 {
-		return cache.Options{}, fmt.Errorf("--chunk-size %d: must be between 64KiB and 64MiB", o.chunkSize)
+	if o.chunkSize < 64<<10 || o.chunkSize > 64<<20 || o.chunkSize%(4<<10) != 0 {
+		return cache.Options{}, fmt.Errorf("--chunk-size %d: must be a multiple of 4KiB between 64KiB and 64MiB", o.chunkSize)
 	}
 	if o.parallel < 1 || o.parallel > 64 {
 		return cache.Options{}, fmt.Errorf("--parallel %d: must be between 1 and 64", o.parallel)

@@ -1,0 +1,91 @@
+package cache
+
+// A verification gets the chunks it has no copy of in spans: runs of
+// consecutive chunks in one range request. A request has a cost of its
+// own whatever its size (a round trip, and a registry opening and
+// reading the blob's storage: docker-registry reads 4 MiB from disk for
+// any range it serves), so on a fast link a few large requests beat many
+// small ones; on a slow link with a per-connection limit enough of them
+// must still run at once. The memory bound is the same either way: at
+// most 2×Parallel chunks fetched and not yet hashed.
+
+// spanBytes is how much one request of a verification asks for, at
+// most: docker-registry's read buffer, and enough that a fast link is
+// not spent on per-request costs.
+const spanBytes = 4 << 20
+
+// spanChunks is how many chunks one span holds: up to spanBytes, and
+// few enough that at least 8 spans fit the window of w chunks.
+func spanChunks(cs, w int64) int64 {
+	return max(1, min(spanBytes/cs, w/8))
+}
+
+// spanResult is chunks [first, first+len(ents)) of a blob: data holds
+// them back to back (shared: never modified), ents their cache entries
+// (nil where a chunk is not cached).
+type spanResult struct {
+	first, cs int64
+	data      []byte
+	ents      []*entry
+}
+
+// chunk returns chunk i's bytes.
+func (r spanResult) chunk(i int64) []byte {
+	lo := (i - r.first) * r.cs
+	return r.data[lo:min(int64(len(r.data)), lo+r.cs)]
+}
+
+// startSpan gets chunks [first, end) of k in its own goroutine (under
+// the daemon's context): read back if all are cached, else fetched with
+// one request and cached.
+func (c *Cache) startSpan(k blobKey, first, end int64, sem chan struct{}) *call[spanResult] {
+	cl := &call[spanResult]{done: make(chan struct{})}
+	if !c.spawn(func() {
+		cl.val, cl.err = c.loadSpan(k, first, end, sem)
+		close(cl.done)
+	}) {
+		cl.err = errClosed
+		close(cl.done)
+	}
+	return cl
+}
+
+func (c *Cache) loadSpan(k blobKey, first, end int64, sem chan struct{}) (spanResult, error) {
+	cs := c.o.ChunkSize
+	off, _ := chunkSpan(k.size, cs, first)
+	lastOff, lastN := chunkSpan(k.size, cs, end-1)
+	res := spanResult{first: first, cs: cs, ents: make([]*entry, end-first)}
+	gen := c.store.gen(k.d)
+	if c.store.cached(k.d, first, end) {
+		// Read back (lazy mode: readers were here first).
+		var parts [][]byte
+		for i := first; i < end; i++ {
+			_, n := chunkSpan(k.size, cs, i)
+			b, e, ok := c.store.read(chunkKey{k.d, i}, n, nil, nil)
+			if !ok {
+				parts = nil
+				break
+			}
+			parts, res.ents[i-first] = append(parts, b), e
+		}
+		switch len(parts) {
+		case 1:
+			res.data = parts[0]
+			return res, nil
+		case int(end - first):
+			res.data = make([]byte, 0, lastOff+lastN-off)
+			for _, b := range parts {
+				res.data = append(res.data, b...)
+			}
+			return res, nil
+		}
+	}
+	data, err := c.fetch(k.d, off, lastOff+lastN-off, sem)
+	if err != nil {
+		return spanResult{}, err
+	}
+	res.data = data
+	// Cached unverified until the verification that hashes them commits.
+	res.ents = c.store.put(k.d, first, data, nil, gen, false)
+	return res, nil
+}

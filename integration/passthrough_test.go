@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// passthroughOpens counts the opens the daemon answered with a
+// passthrough backing file, from its --fuse-debug log.
+func passthroughOpens(m *mnt) int {
+	return len(regexp.MustCompile(`backing=\d+ PASSTHROUGH`).FindAllString(m.stderr(), -1))
+}
+
+// fuseReads counts the READ requests that reached the daemon.
+func fuseReads(m *mnt) int {
+	return len(regexp.MustCompile(`rx \d+: READ n`).FindAllString(m.stderr(), -1))
+}
+
+// TestPassthroughStrict: as root, a strict open of a cold blob waits for
+// its verification and hands the kernel the cache's verified file: the
+// right bytes arrive and no READ reaches the daemon, also for a second
+// open and after a restart (the cached file is hashed once first).
+func TestPassthroughStrict(t *testing.T) {
+	needFUSE(t)
+	if os.Geteuid() != 0 {
+		missing(t, "FUSE passthrough needs CAP_SYS_ADMIN")
+		return
+	}
+	host := startGGCR(t, nil)
+	repo := host + "/test/passthrough"
+	data := randomBytes(t, 5<<20+333)
+	hexd := strings.TrimPrefix(pushFile(t, repo, "v1", "blob.bin", data), "sha256:")
+	m := mount(t, repo, "--chunk-size", "256KiB", "--fuse-debug")
+	if strings.Contains(m.stderr(), "FUSE passthrough off") {
+		t.Skipf("the kernel refused passthrough: %s", firstLine(m.stderr(), "FUSE passthrough off"))
+	}
+	file := m.path("sha256/" + hexd)
+	for i := 0; i < 2; i++ {
+		if got := mustRead(t, file); !bytes.Equal(got, data) {
+			t.Fatalf("read %d: wrong bytes", i)
+		}
+	}
+	if n, r := passthroughOpens(m), fuseReads(m); n < 2 || r != 0 {
+		t.Errorf("%d passthrough opens and %d READs reached the daemon; want 2 and 0", n, r)
+	}
+
+	dir, cacheDir := m.dir, m.cacheDir
+	if exited, err := m.terminate(); !exited || err != nil {
+		t.Fatalf("daemon did not stop: %v", err)
+	}
+	m2 := mountAt(t, dir, cacheDir, repo, "--chunk-size", "256KiB", "--fuse-debug", "--debug")
+	if got := mustRead(t, file); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes after a restart")
+	}
+	if n, r := passthroughOpens(m2), fuseReads(m2); n != 1 || r != 0 {
+		t.Errorf("after a restart: %d passthrough opens and %d READs; want 1 and 0", n, r)
+	}
+	if strings.Contains(m2.stderr(), "blob verified") {
+		t.Error("the blob was fetched and verified again after the restart")
+	}
+}
+
+// TestPassthroughMixedOpens: the kernel fails an open with EIO if one
+// inode has passthrough and ordinary opens at once. A lazy open of a
+// blob not verified yet is ordinary; opens while it stays open must be
+// ordinary too, even after the blob verified, and the first open once it
+// is closed gets the backing file.
+func TestPassthroughMixedOpens(t *testing.T) {
+	needFUSE(t)
+	if os.Geteuid() != 0 {
+		missing(t, "FUSE passthrough needs CAP_SYS_ADMIN")
+		return
+	}
+	host := startGGCR(t, nil)
+	repo := host + "/test/ptmixed"
+	data := randomBytes(t, 8<<20)
+	hexd := strings.TrimPrefix(pushFile(t, repo, "v1", "blob.bin", data), "sha256:")
+	m := mount(t, repo, "--verify", "lazy", "--lazy-verify-max", "1MiB", "--chunk-size", "1MiB", "--fuse-debug")
+	if strings.Contains(m.stderr(), "FUSE passthrough off") {
+		t.Skipf("the kernel refused passthrough: %s", firstLine(m.stderr(), "FUSE passthrough off"))
+	}
+	file := m.path("sha256/" + hexd)
+	first, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	buf := make([]byte, 4096)
+	if _, err := first.ReadAt(buf, 3<<20); err != nil || !bytes.Equal(buf, data[3<<20:3<<20+4096]) {
+		t.Fatalf("lazy read: %v", err)
+	}
+	if !waitFor(30*time.Second, func() bool {
+		v, err := getxattr(file, "user.hashfs.verified")
+		return err == nil && v == "true"
+	}) {
+		t.Fatal("the blob did not verify in the background")
+	}
+	if got := mustRead(t, file); !bytes.Equal(got, data) { // while first is open
+		t.Fatal("wrong bytes from a second open")
+	}
+	if n := passthroughOpens(m); n != 0 {
+		t.Errorf("%d passthrough opens while an ordinary open was held", n)
+	}
+	first.Close()
+	if got := mustRead(t, file); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes once the first open was closed")
+	}
+	if n := passthroughOpens(m); n != 1 {
+		t.Errorf("%d passthrough opens once every ordinary open was closed, want 1", n)
+	}
+}
