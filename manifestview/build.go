@@ -46,7 +46,7 @@ const (
 //
 // Titles may be relative paths ("data/a.csv" makes data/). A title that
 // is unsafe (see safeTitle), starts with a fixed name (manifest.json,
-// index.json, config.json, blobs, subject, referrers) or a "sha256:<hex>" name, or collides
+// index.json, config.json, blobs, subject, referrers, layers, rootfs) or a "sha256:<hex>" name, or collides
 // with an earlier title (as a file or as a directory) is shown at the
 // top-level name "sha256:<hex>" instead; the same title and digest
 // twice is one file.
@@ -124,6 +124,7 @@ func build(doc Doc) (built, error) {
 			t.addTitled(title, d)
 		}
 	}
+	t.addLayers(doc, self)
 	seen = append(seen, all...)
 	return built{root: t.finish(), seen: seen, skipped: p.skipped, dropped: dropped}, nil
 }
@@ -247,7 +248,7 @@ func platformName(p *Platform) (string, bool) {
 // level: the fixed names and anything shaped like a fallback name.
 func reserved(name string) bool {
 	switch name {
-	case nameManifest, nameIndex, nameConfig, nameBlobs, NameSubject, NameReferrers:
+	case nameManifest, nameIndex, nameConfig, nameBlobs, NameSubject, NameReferrers, NameLayers, NameRootfs:
 		return true
 	}
 	_, err := digest.Parse(name)

@@ -73,6 +73,10 @@ func listing(n *Node) []string {
 				walk(p+"/", c)
 			case Referrers:
 				out = append(out, p+"/ (referrers)")
+			case Layer:
+				out = append(out, fmt.Sprintf("%s/ (layer %s)", p, label(c.Desc.Digest)))
+			case Rootfs:
+				out = append(out, p+"/ (rootfs)")
 			case Symlink:
 				out = append(out, fmt.Sprintf("%s -> %s (%s)", p, strings.Replace(c.Target, c.Desc.Digest.String(), label(c.Desc.Digest), 1), label(c.Desc.Digest)))
 			default:
@@ -122,7 +126,7 @@ func TestBuild(t *testing.T) {
 		},
 		want: short("a.txt = l1", "blobs/", "blobs/{cfg} = cfg", "blobs/{l1} = l1", "blobs/{l2} = l2",
 			"blobs/{l3} = l3", "blobs/{l4} = l4", "config.json = cfg", "data/", "data/a.csv = l2",
-			"data/deeper/", "data/deeper/b.csv = l3", "manifest.json = doc"),
+			"data/deeper/", "data/deeper/b.csv = l3", "layers/", "layers/3/ (layer l4)", "manifest.json = doc"),
 	}, {
 		name: "ORAS artifact with the empty config",
 		doc: map[string]any{
@@ -138,7 +142,7 @@ func TestBuild(t *testing.T) {
 			"config":    jd("application/vnd.example.config", "{}", 2, nil),
 			"layers":    []any{jd(ociLayer, "l1", 2, nil)},
 		},
-		want: short("blobs/", "blobs/{{}} = {}", "blobs/{l1} = l1", "manifest.json = doc"),
+		want: short("blobs/", "blobs/{{}} = {}", "blobs/{l1} = l1", "layers/", "layers/0/ (layer l1)", "manifest.json = doc"),
 	}, {
 		name: "OCI artifact manifest with blobs",
 		doc: map[string]any{
@@ -180,7 +184,8 @@ func TestBuild(t *testing.T) {
 			"config": jd("application/vnd.docker.container.image.v1+json", "cfg", 3, nil),
 			"layers": []any{jd("application/vnd.docker.image.rootfs.diff.tar.gzip", "l1", 2, nil)},
 		},
-		want: short("blobs/", "blobs/{cfg} = cfg", "blobs/{l1} = l1", "config.json = cfg", "manifest.json = doc"),
+		want: short("blobs/", "blobs/{cfg} = cfg", "blobs/{l1} = l1", "config.json = cfg", "layers/",
+			"layers/0/ (layer l1)", "manifest.json = doc", "rootfs/ (rootfs)"),
 	}, {
 		name: "unsafe titles fall back to digest names",
 		doc: map[string]any{
@@ -400,6 +405,14 @@ func checkTree(t testing.TB, root *Node) {
 			case Referrers:
 				if depth != 0 || c.Name != NameReferrers || c.Desc.Digest != root.Desc.Digest || root.Desc.Digest.IsZero() {
 					t.Fatalf("referrers %q desc %+v, root desc %+v", c.Name, c.Desc, root.Desc)
+				}
+			case Layer:
+				if c.Desc.Digest.IsZero() || !IsTarLayer(c.Desc) {
+					t.Fatalf("layer %q desc %+v", c.Name, c.Desc)
+				}
+			case Rootfs:
+				if depth != 0 || c.Name != NameRootfs || c.Desc.Digest != root.Desc.Digest {
+					t.Fatalf("rootfs %q desc %+v, root desc %+v", c.Name, c.Desc, root.Desc)
 				}
 			default:
 				t.Fatalf("kind %v", c.Kind)

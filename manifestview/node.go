@@ -58,6 +58,12 @@ const (
 	// Referrers is a directory whose entries are asked for when used:
 	// the manifests whose subject is Node.Desc.Digest (Repo.Referrers).
 	Referrers
+	// Layer is a directory showing the files of the tar layer Node.Desc
+	// (layers/<n>, and an ORAS directory at its title).
+	Layer
+	// Rootfs is a directory showing the layers of the image Node.Desc
+	// (the manifest) merged.
+	Rootfs
 )
 
 func (k Kind) String() string {
@@ -70,6 +76,10 @@ func (k Kind) String() string {
 		return "symlink"
 	case Referrers:
 		return "referrers"
+	case Layer:
+		return "layer"
+	case Rootfs:
+		return "rootfs"
 	}
 	return "kind?"
 }
