@@ -90,6 +90,10 @@ func (t *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return t.NewInode(ctx, &symlink{root: t.root, target: c.Target}, gofs.StableAttr{Mode: fuse.S_IFLNK}), 0
 	case manifestview.Referrers:
 		return t.referrers(ctx, c, out), 0
+	case manifestview.Layer:
+		return t.layer(ctx, c, out), 0
+	case manifestview.Rootfs:
+		return t.rootfs(ctx, c, out), 0
 	}
 	return t.root.newFile(ctx, t.EmbeddedInode(), t.view.repo, c.Desc, manifestview.IsManifestType(c.Desc.MediaType), out), 0
 }
@@ -99,7 +103,7 @@ func (t *treeDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for _, c := range t.node.Children {
 		e := fuse.DirEntry{Name: c.Name}
 		switch c.Kind {
-		case manifestview.Dir, manifestview.Referrers:
+		case manifestview.Dir, manifestview.Referrers, manifestview.Layer, manifestview.Rootfs:
 			e.Mode = fuse.S_IFDIR
 		case manifestview.Symlink:
 			e.Mode = fuse.S_IFLNK

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/layerindex"
 	"github.com/hashfs/hashfs/manifestview"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	Timeout time.Duration // upper bound for one metadata operation; 0 => 2m
 	// Status, if set, is served as JSON in the root's user.hashfs.status xattr.
 	Status func() ([]byte, error)
+	// LayerIndexDir keeps the indexes of layers (see layers.go); "" keeps
+	// them in memory only.
+	LayerIndexDir string
 }
 
 // Root is the mount's root directory: sha256/, tags/, manifests/ of one
@@ -56,6 +60,9 @@ type Root struct {
 	mtime time.Time // shown on every node: content has no meaningful mtime
 
 	passthrough atomic.Bool // the kernel takes cache files as backing files (Mount sets it)
+
+	layers *layerindex.Indexer // the files inside layers (layers.go)
+	diffs  *diffIDSet          // diff_ids of the image configs read (diffid.go)
 
 	mu       sync.Mutex
 	files    map[digest.Digest][]*gofs.Inode // open-able blob inodes, for Invalidate
@@ -77,7 +84,8 @@ func NewRoot(cfg Config) *Root {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	return &Root{cfg: cfg, mtime: time.Now(), files: map[digest.Digest][]*gofs.Inode{}}
+	return &Root{cfg: cfg, mtime: time.Now(), files: map[digest.Digest][]*gofs.Inode{},
+		layers: newIndexer(cfg), diffs: newDiffIDSet()}
 }
 
 // OnAdd builds the fixed top level.

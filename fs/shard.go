@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"syscall"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
 	"github.com/hashfs/hashfs/manifestview"
 )
 
@@ -47,6 +49,12 @@ func (s *shardDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	defer cancel()
 	desc, err := s.view.index.Stat(ctx, d)
 	if err != nil {
+		if errors.Is(err, hfserr.ErrNotFound) {
+			// Not a blob: maybe a layer's diff_id (diffid.go).
+			if n, errno, ok := s.root.lookupDiffID(ctx, s.EmbeddedInode(), s.view.index, d, out); ok {
+				return n, errno
+			}
+		}
 		return nil, s.root.fail("lookup", manifestview.Desc{Digest: d}, err)
 	}
 	return s.root.newFile(ctx, s.EmbeddedInode(), s.view.index, desc, manifestview.IsManifestType(desc.MediaType), out), 0

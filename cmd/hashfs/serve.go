@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -119,7 +120,8 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 	if o.offline {
 		logger.Info("offline: serving only what is cached, with the last known tags")
 	}
-	cfg := fs.Config{Cache: c, TagTTL: o.tagTTL, Logger: logger}
+	cfg := fs.Config{Cache: c, TagTTL: o.tagTTL, Logger: logger,
+		LayerIndexDir: filepath.Join(copts.Dir, "layerindex")}
 	if len(args) == 1 && args[0].kind != wholeRegistry {
 		m := p.all()[0]
 		cfg.Repo, cfg.Stater = m.repo, m.stat

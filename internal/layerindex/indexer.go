@@ -196,8 +196,14 @@ func (x *Indexer) build(ctx context.Context, d digest.Digest, size int64) (*Laye
 		return nil, err
 	}
 	l := x.newLayer(ix, wins)
+	windows := 0
+	for _, cp := range ix.Checkpoints {
+		if cp.Kind == BlockStart {
+			windows++
+		}
+	}
 	x.log.Info("layer indexed", "layer", d.String(), "format", ix.Format.String(), "entries", len(ix.Entries),
-		"tar_size", ix.TarSize, "checkpoints", len(ix.Checkpoints), "windows", len(ix.Windows))
+		"tar_size", ix.TarSize, "checkpoints", len(ix.Checkpoints), "windows", windows)
 	if w != nil {
 		// An index is stored only once its bytes are known good: always
 		// in strict mode, after the background verification in lazy mode.

@@ -2,7 +2,6 @@ package layerindex
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -50,7 +49,7 @@ func (s *seqReader) fill() error {
 	switch {
 	case n == int(want):
 		return nil
-	case err == nil || errors.Is(err, io.EOF):
+	case err == nil || err == io.EOF: // a bare EOF: a transport error may wrap one
 		// The descriptor promised more bytes than the blob has: a
 		// verifying source never gets here, but never loop on it.
 		return fmt.Errorf("layer ends at %d, before its size %d: %w", s.pos+int64(n), s.size, hfserr.ErrIntegrity)
@@ -93,7 +92,7 @@ func (s *seqReader) peek(n int) ([]byte, error) {
 		want := min(int64(len(s.buf)-left), s.size-s.pos-int64(left))
 		m, err := s.blob.ReadAt(s.ctx, s.buf[left:int64(left)+want], s.pos+int64(left))
 		s.w += m
-		if err != nil && !errors.Is(err, io.EOF) && m == 0 {
+		if err != nil && err != io.EOF && m == 0 {
 			return nil, err
 		}
 	}

@@ -1,0 +1,384 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"io"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/layerindex"
+	"github.com/hashfs/hashfs/manifestview"
+)
+
+// The files inside layers: manifests/sha256:<m>/layers/<n>/ (and an ORAS
+// directory at its title) show a tar layer's tree as layerindex indexed
+// it. Every compressed byte is read through the cache (cache.Reader), so
+// what is served obeys the verification mode exactly like the blob.
+
+// cacheLayers is the layerindex.Source of the mount: the cache.
+type cacheLayers struct{ c *cache.Cache }
+
+func (s cacheLayers) Open(d digest.Digest, size int64) layerindex.BlobCloser {
+	return s.c.Open(d, size)
+}
+
+func (s cacheLayers) State(d digest.Digest, size int64) (bool, bool) {
+	st := s.c.Status(d, size)
+	return st.Verified, st.Quarantined
+}
+
+// newIndexer makes the mount's layer indexer, storing indexes in
+// cfg.LayerIndexDir (in memory only when it is empty or unusable).
+func newIndexer(cfg Config) *layerindex.Indexer {
+	o := layerindex.Options{Logger: cfg.Logger}
+	if cfg.LayerIndexDir != "" {
+		st, err := layerindex.OpenStore(cfg.LayerIndexDir)
+		if err != nil {
+			cfg.Logger.Warn("layer indexes kept in memory only", "err", err)
+		}
+		o.Store = st
+	}
+	return layerindex.New(cacheLayers{cfg.Cache}, o)
+}
+
+// layerDir is a directory showing a tar layer (manifestview Kind Layer):
+// the tar's root for layers/<n>, or for an ORAS directory the tar's
+// directory at its title (the root if the tar has none). The layer is
+// indexed on first use, not on lookup, so that ls layers/ is cheap.
+type layerDir struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	desc manifestview.Desc
+	sub  string // path inside the tar to show
+
+	mu   sync.Mutex
+	node *layerindex.Node
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*layerDir)(nil))
+	_ = (gofs.NodeReaddirer)((*layerDir)(nil))
+	_ = (gofs.NodeGetattrer)((*layerDir)(nil))
+)
+
+// layer answers the lookup of a tree's Layer node.
+func (t *treeDir) layer(ctx context.Context, n *manifestview.Node, out *fuse.EntryOut) *gofs.Inode {
+	d := &layerDir{root: t.root, desc: n.Desc}
+	if manifestview.IsUnpackDir(n.Desc) {
+		d.sub = layerindex.CleanName(n.Desc.Annotations[manifestview.AnnotationTitle])
+	}
+	t.root.dirAttr(&out.Attr)
+	return t.NewInode(ctx, d, gofs.StableAttr{Mode: fuse.S_IFDIR})
+}
+
+// tree indexes the layer (once) and returns the directory shown.
+func (d *layerDir) tree(ctx context.Context) (*layerindex.Node, syscall.Errno) {
+	d.mu.Lock()
+	n := d.node
+	d.mu.Unlock()
+	if n != nil {
+		return n, 0
+	}
+	ctx, cancel := d.root.opctx(ctx)
+	defer cancel()
+	l, err := d.root.layers.Layer(ctx, d.desc.Digest, d.desc.Size)
+	if err != nil {
+		return nil, d.root.fail("index layer", d.desc, err)
+	}
+	n = l.Root
+	if d.sub != "" {
+		if s := l.Root.Walk(d.sub); s != nil && s.IsDir() {
+			n = s
+		}
+	}
+	d.mu.Lock()
+	d.node = n
+	d.mu.Unlock()
+	return n, 0
+}
+
+func (d *layerDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.mu.Lock()
+	n := d.node
+	d.mu.Unlock()
+	if n == nil {
+		d.root.dirAttr(&out.Attr)
+		return 0
+	}
+	d.root.tarAttr(&out.Attr, n)
+	return 0
+}
+
+func (d *layerDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	n, errno := d.tree(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	return d.root.tarLookup(ctx, d.EmbeddedInode(), n, name, out)
+}
+
+func (d *layerDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	n, errno := d.tree(ctx)
+	if errno != 0 {
+		return nil, errno
+	}
+	return tarReaddir(n), 0
+}
+
+// tarDir is a directory inside a layer or a rootfs.
+type tarDir struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	node *layerindex.Node
+}
+
+var (
+	_ = (gofs.NodeLookuper)((*tarDir)(nil))
+	_ = (gofs.NodeReaddirer)((*tarDir)(nil))
+	_ = (gofs.NodeGetattrer)((*tarDir)(nil))
+)
+
+func (d *tarDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	d.root.tarAttr(&out.Attr, d.node)
+	return 0
+}
+
+func (d *tarDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return d.root.tarLookup(ctx, d.EmbeddedInode(), d.node, name, out)
+}
+
+func (d *tarDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	return tarReaddir(d.node), 0
+}
+
+// tarLookup finds name in dir and makes its inode.
+func (r *Root) tarLookup(ctx context.Context, parent *gofs.Inode, dir *layerindex.Node, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	c := dir.Child(name)
+	if c == nil {
+		return nil, syscall.ENOENT
+	}
+	r.tarAttr(&out.Attr, c)
+	mode := tarMode(c) &^ 0o7777
+	switch mode {
+	case fuse.S_IFDIR:
+		return parent.NewInode(ctx, &tarDir{root: r, node: c}, gofs.StableAttr{Mode: mode}), 0
+	case fuse.S_IFLNK:
+		return parent.NewInode(ctx, &tarLink{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
+	case fuse.S_IFREG:
+		ch := parent.NewInode(ctx, &tarFile{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)})
+		r.remember(c.Layer.Digest, ch)
+		return ch, 0
+	}
+	return parent.NewInode(ctx, &tarSpecial{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
+}
+
+func tarReaddir(dir *layerindex.Node) gofs.DirStream {
+	ents := make([]fuse.DirEntry, 0, len(dir.Children))
+	for _, c := range dir.Children {
+		e := fuse.DirEntry{Name: c.Name, Mode: tarMode(c) &^ 0o7777}
+		if !c.IsDir() {
+			e.Ino = tarIno(c)
+		}
+		ents = append(ents, e)
+	}
+	return gofs.NewListDirStream(ents)
+}
+
+// tarIno numbers a file of a layer from the layer's digest and the
+// entry, so that hard links share an inode (and the same file shows the
+// same inode under layers/ and rootfs/).
+func tarIno(n *layerindex.Node) uint64 {
+	var b [32 + 8]byte
+	copy(b[:], n.Layer.Digest[:])
+	binary.LittleEndian.PutUint64(b[32:], uint64(n.ID))
+	s := sha256.Sum256(b[:])
+	return binary.LittleEndian.Uint64(s[:8]) | 1<<63
+}
+
+// tarMode is the file type and permission bits of a node, from its tar
+// header (setuid, setgid and sticky kept: the mount is nosuid anyway).
+func tarMode(n *layerindex.Node) uint32 {
+	e := n.Entry
+	if e == nil {
+		return fuse.S_IFDIR | 0o755
+	}
+	perm := uint32(e.Mode) & 0o7777
+	switch e.Type {
+	case '5': // tar.TypeDir
+		return fuse.S_IFDIR | perm
+	case '2':
+		return fuse.S_IFLNK | 0o777
+	case '3':
+		return syscall.S_IFCHR | perm
+	case '4':
+		return syscall.S_IFBLK | perm
+	case '6':
+		return syscall.S_IFIFO | perm
+	}
+	return fuse.S_IFREG | perm
+}
+
+// tarAttr fills a node's attributes from its tar header: mode, owner,
+// size, mtime, device numbers, link count.
+func (r *Root) tarAttr(a *fuse.Attr, n *layerindex.Node) {
+	a.Mode = tarMode(n)
+	a.Nlink = uint32(max(n.Nlink, 1))
+	if !n.IsDir() {
+		a.Ino = tarIno(n)
+	}
+	e := n.Entry
+	if e == nil {
+		r.times(a)
+		return
+	}
+	a.Uid, a.Gid = uint32(e.UID), uint32(e.GID)
+	switch a.Mode &^ 0o7777 {
+	case fuse.S_IFREG:
+		a.Size = uint64(e.Size)
+	case fuse.S_IFLNK:
+		a.Size = uint64(len(e.Linkname))
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		a.Rdev = uint32(unix.Mkdev(uint32(e.Devmajor), uint32(e.Devminor)))
+	}
+	a.Blocks = (a.Size + 511) / 512
+	t := uint64(max(e.ModTime, 0))
+	a.Mtime, a.Atime, a.Ctime = t, t, t
+	ns := uint32(e.ModNsec)
+	a.Mtimensec, a.Atimensec, a.Ctimensec = ns, ns, ns
+}
+
+// tarLink is a symbolic link of a layer: its target is shown verbatim,
+// whatever it points at; hashfs never follows it.
+type tarLink struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	node *layerindex.Node
+}
+
+var (
+	_ = (gofs.NodeReadlinker)((*tarLink)(nil))
+	_ = (gofs.NodeGetattrer)((*tarLink)(nil))
+)
+
+func (l *tarLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	return []byte(l.node.Entry.Linkname), 0
+}
+
+func (l *tarLink) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	l.root.tarAttr(&out.Attr, l.node)
+	return 0
+}
+
+// tarSpecial is a device or fifo of a layer: attributes only (the mount
+// is nodev).
+type tarSpecial struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	node *layerindex.Node
+}
+
+var _ = (gofs.NodeGetattrer)((*tarSpecial)(nil))
+
+func (s *tarSpecial) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	s.root.tarAttr(&out.Attr, s.node)
+	return 0
+}
+
+// tarFile is a regular file of a layer.
+type tarFile struct {
+	gofs.Inode
+	readOnly
+	root *Root
+	node *layerindex.Node
+}
+
+var (
+	_ = (gofs.NodeGetattrer)((*tarFile)(nil))
+	_ = (gofs.NodeOpener)((*tarFile)(nil))
+	_ = (gofs.NodeReader)((*tarFile)(nil))
+	_ = (gofs.NodeOnForgetter)((*tarFile)(nil))
+)
+
+func (f *tarFile) OnForget() { f.root.forget(f.node.Layer.Digest, f.EmbeddedInode()) }
+
+func (f *tarFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.root.tarAttr(&out.Attr, f.node)
+	return 0
+}
+
+// Open reads through a Stream of the layer that pins the layer in the
+// cache for the life of the handle. The page cache is kept when what
+// reaches it is verified: always in strict mode, in lazy mode once the
+// layer verified.
+func (f *tarFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if isWriteOpen(flags) {
+		return nil, 0, syscall.EROFS
+	}
+	l := f.node.Layer
+	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return layerindex.OpenFile(s, f.node.Entry) })
+}
+
+func (f *tarFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if r, ok := fh.(gofs.FileReader); ok {
+		return r.Read(ctx, dest, off)
+	}
+	return nil, syscall.EBADF
+}
+
+// streamReader is what a handle reads: a file of a layer, or the whole
+// uncompressed stream.
+type streamReader interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// openStream opens a handle reading what mk makes of a Stream of l.
+func (r *Root) openStream(l *layerindex.Layer, mk func(*layerindex.Stream) streamReader) (gofs.FileHandle, uint32, syscall.Errno) {
+	c := r.cfg.Cache
+	var fl uint32
+	if c.Mode() == cache.Strict || c.Status(l.Digest, l.Size).Verified {
+		fl = fuse.FOPEN_KEEP_CACHE
+	}
+	blob := c.Open(l.Digest, l.Size)
+	s := l.NewStream(blob)
+	return &streamHandle{root: r, layer: manifestview.Desc{Digest: l.Digest, Size: l.Size}, s: s, blob: blob, r: mk(s)}, fl, 0
+}
+
+type streamHandle struct {
+	root  *Root
+	layer manifestview.Desc
+	s     *layerindex.Stream
+	blob  *cache.Reader
+	r     streamReader
+}
+
+var (
+	_ = (gofs.FileReader)((*streamHandle)(nil))
+	_ = (gofs.FileReleaser)((*streamHandle)(nil))
+)
+
+func (h *streamHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.r.ReadAt(ctx, dest, off)
+	// Only a bare io.EOF is the end: a transport error may wrap one.
+	if err != nil && err != io.EOF {
+		return nil, h.root.fail("read in layer", h.layer, err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *streamHandle) Release(ctx context.Context) syscall.Errno {
+	h.s.Close()
+	h.blob.Close()
+	return 0
+}
