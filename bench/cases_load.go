@@ -186,11 +186,11 @@ func (b *bench) rssRow(ctx context.Context, o hfOpts, target string) {
 		if info {
 			r.Pass = "info"
 		}
-		r.Notes = fmt.Sprintf("streamed at %.0f MB/s; --parallel × --chunk-size = %s of chunks in flight", m.MBps, sizeName(int64(o.Parallel)*o.Chunk))
+		r.Notes = fmt.Sprintf("streamed at %.0f MB/s; at most 2 × --parallel × --chunk-size = %s of the blob in memory", m.MBps, sizeName(2*int64(o.Parallel)*o.Chunk))
 		if hwm > 100<<20 {
-			r.why = fmt.Sprintf("With %s up to %s of chunk data is in flight at once (each fetch holds its chunk until it is "+
-				"hashed in order and written), on top of the Go runtime and FUSE buffers, so the peak grows with --parallel × --chunk-size: "+
-				"compare the row with hashfs's defaults, if there is one.", o, sizeName(int64(o.Parallel)*o.Chunk))
+			r.why = fmt.Sprintf("With %s up to %s of chunk data is held at once (fetched spans wait to be hashed in order "+
+				"and written), on top of the Go runtime, so the peak grows with --parallel × --chunk-size: "+
+				"compare the row with hashfs's defaults, if there is one.", o, sizeName(2*int64(o.Parallel)*o.Chunk))
 		}
 	}
 	b.rows = append(b.rows, r)

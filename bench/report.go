@@ -160,7 +160,9 @@ func cell(s string) string {
 func (b *bench) writeSweep(w func(string, ...any)) {
 	if len(b.sweep) > 0 {
 		w("\n## Choosing --chunk-size and --parallel\n\nCold %s, `wan`, `--verify strict`, fresh cache each run; "+
-			"the rounds visit every cell in turn. The ceiling is what the shaping allows: parallel × chunk / (40 ms + chunk at 25 MB/s).\n\n",
+			"the rounds visit every cell in turn. A verification asks for spans of up to 4 MiB of chunks, at most "+
+			"min(parallel, 2 × parallel chunks / chunks per span) at once (`cache/span.go`); the ceiling is what the shaping "+
+			"allows: requests at once × span / (40 ms + span at 25 MB/s).\n\n",
 			sizeName(b.big.Size))
 		w("| chunk | parallel | mean MB/s | runs MB/s | ceiling MB/s | blob GETs | hashfs CPU s | registry CPU s | proxy CPU s |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, p := range b.sweep {
@@ -172,7 +174,8 @@ func (b *bench) writeSweep(w func(string, ...any)) {
 					last = &p.Runs[i]
 				}
 			}
-			ceiling := float64(p.Opts.Parallel) * perConn(p.Opts.Chunk)
+			span, conc := verifyRequests(p.Opts)
+			ceiling := float64(conc) * perConn(span)
 			if last == nil {
 				w("| %s | %d | — | %s | %.0f | — | — | — | — |\n", sizeName(p.Opts.Chunk), p.Opts.Parallel, strings.Join(runs, ", "), ceiling)
 				continue
@@ -181,9 +184,9 @@ func (b *bench) writeSweep(w func(string, ...any)) {
 				strings.Join(runs, ", "), ceiling, last.Registry.BlobGets, last.CPU["hashfs"], last.CPU["registry"], last.CPU["proxy"])
 		}
 		w("\nChosen: `%s`, because %s. ", b.chosen, b.chosenWhy)
-		w("On `wan` one connection moves one chunk per 40 ms + chunk/25 MB/s, i.e. at most %.1f MB/s with 1 MiB chunks "+
-			"and %.1f MB/s with 4 MiB chunks, so the ceiling grows with both chunk size and parallelism; where a cell stays well "+
-			"below its ceiling, the two cores (hashing, FUSE copies and cache writes in hashfs, plus the proxy and the registry) "+
+		w("On `wan` one connection moves one request per 40 ms + size/25 MB/s, i.e. at most %.1f MB/s with 1 MiB "+
+			"and %.1f MB/s with 4 MiB requests, so the ceiling grows with both request size and the number at once; where a cell stays well "+
+			"below its ceiling, the two cores (hashing and cache writes in hashfs, plus the proxy and the registry) "+
 			"are the limit, and more connections only add contention. A smaller chunk keeps the random-read latency bound "+
 			"(2 × (40 ms + one chunk)) and the over-fetch of a lazy read low, so it wins ties. CPU columns are from the last run.\n",
 			perConn(1<<20), perConn(4<<20))
@@ -228,6 +231,14 @@ func (b *bench) raPoint(kb int) *readaheadPoint {
 		}
 	}
 	return nil
+}
+
+// verifyRequests mirrors cache.spanChunks and the verification window:
+// the size of one range request of a verification and how many run at once.
+func verifyRequests(o hfOpts) (span int64, conc int) {
+	w := int64(2 * o.Parallel)
+	per := max(1, min((4<<20)/o.Chunk, w/8))
+	return per * o.Chunk, int(min(int64(o.Parallel), w/per))
 }
 
 func perConn(chunk int64) float64 {
