@@ -3,9 +3,9 @@ SHELL     := /bin/bash
 GO        ?= go
 MNT       ?= /tmp/hashfs-demo
 DEMO_DEPS := fuse3
-TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates systemd
+TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates systemd skopeo
 # Go tools the integration tests run, installed with `go install` (GOBIN, else GOPATH/bin).
-GO_TOOLS  := oras.land/oras/cmd/oras@v1.3.6
+GO_TOOLS  := oras.land/oras/cmd/oras@v1.3.6 github.com/google/go-containerregistry/cmd/crane@v0.22.1
 UNIT_PKGS := ./internal/... ./fetch/... ./cache/... ./manifestview/... ./fs/... ./cmd/...
 FUZZTIME  ?= 10s
 
