@@ -115,10 +115,7 @@ func scanTar(cr *countReader, ix *Index) error {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(err.Error(), "archive/tar:") {
-				return fmt.Errorf("tar entry %d at offset %d: %v: %w", len(ix.Entries), cr.n, err, hfserr.ErrInvalid)
-			}
-			return err
+			return tarErr(err, fmt.Sprintf("tar entry %d at offset %d", len(ix.Entries), cr.n))
 		}
 		e := Entry{
 			Name: hdr.Name, Linkname: hdr.Linkname, Type: hdr.Typeflag,
@@ -145,13 +142,35 @@ func scanTar(cr *countReader, ix *Index) error {
 			next = roundBlock(cr.n + hdr.Size)
 		}
 		if e.Sparse {
-			next = -1 // its data is shorter than Size and not measured
+			// Its data on the wire is shorter than Size and archive/tar
+			// does not say how long: read it through (holes cost no I/O) to
+			// find where the next entry starts, unless it is huge.
+			next = -1
+			if hdr.Size <= maxSparseDrain {
+				if _, err := io.Copy(io.Discard, tr); err != nil {
+					return tarErr(err, fmt.Sprintf("sparse tar entry %q", hdr.Name))
+				}
+				next = roundBlock(cr.n)
+			}
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
 		ix.Entries = append(ix.Entries, e)
 	}
+}
+
+// maxSparseDrain is the largest sparse file read through in the first
+// pass; an entry after a larger one has no known HeaderOffset.
+const maxSparseDrain = 64 << 20
+
+// tarErr marks archive/tar's complaints about the stream as invalid
+// input; errors reading the layer keep their kind.
+func tarErr(err error, what string) error {
+	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) || strings.HasPrefix(err.Error(), "archive/tar:") {
+		return fmt.Errorf("%s: %v: %w", what, err, hfserr.ErrInvalid)
+	}
+	return err
 }
 
 func roundBlock(n int64) int64 { return (n + 511) &^ 511 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/hashfs/hashfs/internal/digest"
@@ -177,4 +178,48 @@ func TestReadErrorsKeepTheirKind(t *testing.T) {
 	if _, err := OpenFile(l.NewStream(src.blobs[ds[0]]), n.Entry).ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, hfserr.ErrIntegrity) {
 		t.Fatalf("read of a quarantined layer: %v", err)
 	}
+}
+
+func TestConcurrentReaders(t *testing.T) {
+	files := sampleFiles()
+	tarball := makeTar(t, files)
+	blob := gz(t, tarball, gzip.DefaultCompression, 0)
+	src, ds := newSource(true, blob)
+	x := New(src, Options{Span: 64 << 10, Spans: 2}) // few cached spans: readers evict each other's
+	var wg sync.WaitGroup
+	shared := func() *Stream {
+		l, err := x.Layer(context.Background(), ds[0], int64(len(blob)))
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return l.NewStream(src.blobs[ds[0]])
+	}()
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := x.Layer(context.Background(), ds[0], int64(len(blob)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s := shared
+			if g%2 == 0 {
+				s = l.NewStream(src.blobs[ds[0]])
+				defer s.Close()
+			}
+			for i := range files {
+				f := files[(i+g*3)%len(files)]
+				if f.typ != '0' {
+					continue
+				}
+				n := l.Root.Walk(CleanName(f.name))
+				if got := readAll(t, OpenFile(s, n.Entry)); !bytes.Equal(got, f.body) {
+					t.Errorf("%s differs", f.name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
