@@ -166,7 +166,17 @@ func (f *diffTar) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if isWriteOpen(flags) {
 		return nil, 0, syscall.EROFS
 	}
-	return f.root.openStream(f.layer, func(s *layerindex.Stream) streamReader { return s })
+	l := f.layer
+	if l.Dead() {
+		ctx, cancel := f.root.opctx(ctx)
+		defer cancel()
+		nl, errno := f.root.fresh(ctx, l)
+		if errno != 0 {
+			return nil, 0, errno
+		}
+		l = nl
+	}
+	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return s })
 }
 
 func (f *diffTar) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

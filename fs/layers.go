@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
 	"github.com/hashfs/hashfs/internal/layerindex"
 	"github.com/hashfs/hashfs/manifestview"
 )
@@ -326,8 +328,31 @@ func (f *tarFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if isWriteOpen(flags) {
 		return nil, 0, syscall.EROFS
 	}
-	l := f.node.Layer
-	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return layerindex.OpenFile(s, f.node.Entry) })
+	l, e := f.node.Layer, f.node.Entry
+	if l.Dead() {
+		ctx, cancel := f.root.opctx(ctx)
+		defer cancel()
+		nl, errno := f.root.fresh(ctx, l)
+		if errno != 0 {
+			return nil, 0, errno
+		}
+		l, e = nl, &nl.Entries[f.node.ID]
+	}
+	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return layerindex.OpenFile(s, e) })
+}
+
+// fresh returns the layer indexed again after l was dropped (a stored
+// index found damaged, a lazy layer that failed and verified since).
+func (r *Root) fresh(ctx context.Context, l *layerindex.Layer) (*layerindex.Layer, syscall.Errno) {
+	desc := manifestview.Desc{Digest: l.Digest, Size: l.Size}
+	nl, err := r.layers.Layer(ctx, l.Digest, l.Size)
+	if err != nil {
+		return nil, r.fail("index layer", desc, err)
+	}
+	if len(nl.Entries) != len(l.Entries) || nl.DiffID != l.DiffID {
+		return nil, r.fail("index layer", desc, fmt.Errorf("layer %s indexed again differs: %w", l.Digest, hfserr.ErrIntegrity))
+	}
+	return nl, 0
 }
 
 func (f *tarFile) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -345,6 +370,9 @@ type streamReader interface {
 
 // openStream opens a handle reading what mk makes of a Stream of l.
 func (r *Root) openStream(l *layerindex.Layer, mk func(*layerindex.Stream) streamReader) (gofs.FileHandle, uint32, syscall.Errno) {
+	if err := l.Check(); err != nil {
+		return nil, 0, r.fail("open in layer", manifestview.Desc{Digest: l.Digest, Size: l.Size}, err)
+	}
 	c := r.cfg.Cache
 	var fl uint32
 	if c.Mode() == cache.Strict || c.Status(l.Digest, l.Size).Verified {

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -589,4 +590,79 @@ func TestBigGzipLayerRandomAccess(t *testing.T) {
 	start = time.Now()
 	checkDiffIDs(t, m2, md, 1)
 	t.Logf("sha256/<diff_id> (%d MiB) hashed to itself in %v", mib, time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestLayerVerification: in strict mode nothing inside a layer is shown
+// before the layer verified (a corrupting proxy makes layers/0 and rootfs
+// EIO, and the same paths work once the registry is right); in lazy mode
+// files inside a large layer are served at once and the index is stored
+// only after the background verification.
+func TestLayerVerification(t *testing.T) {
+	host, _ := startDistribution(t)
+	dir := t.TempDir()
+	body := randomBytes(t, 3<<20)
+	entries := []tarEntry{tf("data/random.bin", 0o644, string(body)), tf("small", 0o644, "small\n")}
+	var plain bytes.Buffer
+	writeTar(t, &plain, entries)
+	diffID := sha256Hex(plain.Bytes())
+	ref := host + "/layers/verify:v1"
+	crane(t, "append", "--insecure", "-f", layerFile(t, dir, "l.tar.gz", true, entries), "-t", ref)
+	md := manifestOf(t, ref)
+	p := newProxy(t, host)
+
+	t.Run("strict", func(t *testing.T) {
+		p.flip.Store(true)
+		m := mount(t, p.host+"/layers/verify")
+		for _, d := range []string{"/layers/0", "/rootfs"} {
+			if _, err := os.ReadDir(m.path(md + d)); !errors.Is(err, syscall.EIO) {
+				t.Errorf("listing %s of a corrupted layer: %v, want EIO", d, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(m.cacheDir, "layerindex", strings.TrimPrefix(digestOfFile(t, m, md), "sha256:"))); !os.IsNotExist(err) {
+			t.Errorf("an index of the corrupted layer was stored: %v", err)
+		}
+		p.flip.Store(false)
+		time.Sleep(1500 * time.Millisecond)
+		if got := mustRead(t, m.path(md+"/layers/0/data/random.bin")); !bytes.Equal(got, body) {
+			t.Errorf("layers/0/data/random.bin once the registry is right: %d bytes, differs", len(got))
+		}
+		if got := sha256sum(t, m.path("sha256/"+diffID)); got != diffID {
+			t.Errorf("sha256/<diff_id> hashes to %s", got)
+		}
+	})
+	t.Run("lazy", func(t *testing.T) {
+		m := mount(t, p.host+"/layers/verify", "--verify", "lazy", "--lazy-verify-max", "64KiB", "--chunk-size", "256KiB")
+		idx := filepath.Join(m.cacheDir, "layerindex", strings.TrimPrefix(digestOfFile(t, m, md), "sha256:"))
+		if got := string(mustRead(t, m.path(md+"/layers/0/small"))); got != "small\n" {
+			t.Fatalf("layers/0/small reads %q", got)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			// Each open asks whether the layer verified meanwhile.
+			if got := mustRead(t, m.path(md+"/layers/0/data/random.bin")); !bytes.Equal(got, body) {
+				t.Fatalf("layers/0/data/random.bin: %d bytes, differs", len(got))
+			}
+			if _, err := os.Stat(idx); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the index was not stored within 30s of the layer's background verification")
+			}
+			time.Sleep(1500 * time.Millisecond) // verification starts once the layer goes unread for 1s
+		}
+	})
+}
+
+// digestOfFile returns the digest of the only layer of manifest dir md.
+func digestOfFile(t *testing.T, m *mnt, md string) string {
+	t.Helper()
+	var man struct {
+		Layers []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	if err := json.Unmarshal(mustRead(t, m.path(md+"/manifest.json")), &man); err != nil || len(man.Layers) != 1 {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	return man.Layers[0].Digest
 }

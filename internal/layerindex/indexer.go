@@ -227,13 +227,23 @@ func (x *Indexer) newLayer(ix *Index, wins windows) *Layer {
 			x.o.Store.remove(ix.Digest)
 		}
 	}
+	// Every read checks the layer until it is known verified (at once in
+	// strict mode): a lazy index is stored by the first read after the
+	// layer verified, and one of a layer that failed is dropped.
 	l.usable = func() error {
-		if _, quarantined := x.src.State(ix.Digest, ix.Size); quarantined {
-			x.forget(ix.Digest)
-			l.dead.Store(true)
+		if !l.dead.Load() && !l.good.Load() {
+			switch verified, quarantined := x.src.State(ix.Digest, ix.Size); {
+			case quarantined:
+				x.forget(ix.Digest)
+				l.dead.Store(true)
+			case verified:
+				l.good.Store(true)
+				x.settle(l)
+			}
 		}
 		if l.dead.Load() {
-			return fmt.Errorf("layer %s failed verification: %w", ix.Digest, hfserr.ErrIntegrity)
+			return fmt.Errorf("layer %s: index dropped (the layer failed verification or its stored index was damaged): %w",
+				ix.Digest, hfserr.ErrIntegrity)
 		}
 		return nil
 	}

@@ -27,6 +27,7 @@ type Layer struct {
 	// that decoded spans kept in memory are not served after that.
 	usable func() error
 	dead   atomic.Bool // failed verification after it was indexed
+	good   atomic.Bool // verified whole: usable need not ask again
 }
 
 const (
@@ -37,6 +38,21 @@ const (
 	// readBuffer is how much compressed data one read of a span asks for.
 	readBuffer = 256 << 10
 )
+
+// Dead reports whether l was dropped after it was handed out (its layer
+// failed verification, or its stored index was damaged): every read
+// fails, and Indexer.Layer gives a new one (entries keep their numbers).
+func (l *Layer) Dead() bool { return l.dead.Load() }
+
+// Check fails if l can no longer be read (see Dead). Until the layer is
+// known verified it asks the cache again, which also stores an index kept
+// waiting for the layer's verification (lazy mode) once it verified.
+func (l *Layer) Check() error {
+	if l.usable == nil {
+		return nil
+	}
+	return l.usable()
+}
 
 // openAt starts decoding the stream at checkpoint i. close releases the
 // decoder.
