@@ -75,28 +75,43 @@ func (s *Store) create() (*storeWriter, error) {
 	return w, nil
 }
 
-// storeWriter receives the windows of a first pass, then the index.
+// storeWriter receives the windows of a first pass, then the index. If
+// the disk refuses a window, that window and the later ones are kept in
+// memory instead and the index is not stored (like the cache, a full
+// disk never fails a reader).
 type storeWriter struct {
-	s    *Store
-	f    *os.File
-	off  int64
-	refs []WindowRef
-	wins *fileWindows
+	s      *Store
+	f      *os.File
+	off    int64
+	refs   []WindowRef
+	wins   *fileWindows
+	failed error // a write failed: windows from here on are in memory
 }
 
 func (w *storeWriter) put(win []byte) (int, error) {
-	if _, err := w.f.WriteAt(win, w.off); err != nil {
-		return 0, fmt.Errorf("layer index store: %v: %w", err, hfserr.ErrNoSpace)
+	ref := WindowRef{Off: w.off - storeHeader, Len: len(win), Sum: sha256.Sum256(win)}
+	if w.failed == nil {
+		if _, err := w.f.WriteAt(win, w.off); err != nil {
+			w.failed = fmt.Errorf("layer index store: %v: %w", err, hfserr.ErrNoSpace)
+		} else {
+			w.off += int64(len(win))
+		}
 	}
-	w.refs = append(w.refs, WindowRef{Off: w.off - storeHeader, Len: len(win), Sum: sha256.Sum256(win)})
+	w.refs = append(w.refs, ref)
+	i := len(w.refs) - 1
+	if w.failed != nil {
+		w.wins.keep(i, win)
+	}
 	w.wins.setRefs(w.refs)
-	w.off += int64(len(win))
-	return len(w.refs) - 1, nil
+	return i, nil
 }
 
 // commit writes ix after the windows and renames the file into place.
 // The windows stay readable through w.wins, now from the final file.
 func (w *storeWriter) commit(ix *Index) error {
+	if w.failed != nil {
+		return w.failed // windows stay readable from the temporary file and memory
+	}
 	ix.Windows = w.refs
 	var toc bytes.Buffer
 	if err := gob.NewEncoder(&toc).Encode(ix); err != nil {
@@ -120,8 +135,10 @@ func (w *storeWriter) commit(ix *Index) error {
 		err = os.Rename(w.f.Name(), final)
 	}
 	if err != nil {
-		w.abort()
-		return fmt.Errorf("layer index %s: %v: %w", ix.Digest, err, hfserr.ErrNoSpace)
+		// The windows stay readable from the open temporary file (removed
+		// when the store is next opened); the index lives in memory only.
+		w.failed = fmt.Errorf("layer index %s: %v: %w", ix.Digest, err, hfserr.ErrNoSpace)
+		return w.failed
 	}
 	w.wins.reopen(final)
 	return nil
@@ -252,6 +269,17 @@ type fileWindows struct {
 	path string   // the final file, when f is nil
 	base int64
 	refs []WindowRef
+	mem  map[int][]byte // windows the disk refused
+}
+
+// keep holds window i in memory.
+func (fw *fileWindows) keep(i int, win []byte) {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.mem == nil {
+		fw.mem = map[int][]byte{}
+	}
+	fw.mem[i] = bytes.Clone(win)
 }
 
 func (fw *fileWindows) setRefs(refs []WindowRef) {
@@ -276,6 +304,9 @@ func (fw *fileWindows) get(i int) ([]byte, error) {
 	defer fw.mu.RUnlock()
 	if i < 0 || i >= len(fw.refs) {
 		return nil, fmt.Errorf("window %d: %w", i, hfserr.ErrInvalid)
+	}
+	if b, ok := fw.mem[i]; ok {
+		return b, nil
 	}
 	ref := fw.refs[i]
 	f := fw.f

@@ -192,3 +192,33 @@ func TestQuarantinedLayerIsForgotten(t *testing.T) {
 		t.Fatalf("%d files in the store, want the one index", len(ents))
 	}
 }
+
+func TestFullDiskKeepsWindowsInMemory(t *testing.T) {
+	st, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bytes.Repeat([]byte{1}, 100)
+	if _, err := w.put(first); err != nil {
+		t.Fatal(err)
+	}
+	w.f.Close() // every later write fails, as on a full disk
+	second := bytes.Repeat([]byte{2}, 100)
+	i, err := w.put(second)
+	if err != nil || i != 1 {
+		t.Fatalf("put on a failing disk: %d, %v", i, err)
+	}
+	if got, err := w.wins.get(1); err != nil || !bytes.Equal(got, second) {
+		t.Fatalf("window kept in memory: %v", err)
+	}
+	if err := w.commit(&Index{}); !errors.Is(err, hfserr.ErrNoSpace) {
+		t.Fatalf("commit after a failed write: %v", err)
+	}
+	if got, err := w.wins.get(1); err != nil || !bytes.Equal(got, second) {
+		t.Fatalf("window after the failed commit: %v", err)
+	}
+}
