@@ -130,6 +130,32 @@ func procCPU(pid int) float64 {
 	return (u + st) / 100 // USER_HZ is 100 on Linux
 }
 
+// machineCPU returns the CPU seconds all processes of the machine have
+// used so far (busy time of every core, from /proc/stat).
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is counted in user already
+			break
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / 100 // USER_HZ
+}
+
 // selfCPU returns the CPU seconds of this process (the proxy runs here).
 func selfCPU() float64 {
 	var ru syscall.Rusage

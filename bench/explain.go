@@ -21,18 +21,23 @@ func (b *bench) explain(r row) string {
 		busy := sum / (2 * h.Seconds)
 		parts = append(parts, fmt.Sprintf("During the read the two cores were %.0f%% busy (hashfs %.1f s, registry %.1f s, "+
 			"proxy %.1f s, readers %.1f s of CPU in %.1f s wall)", 100*busy, d, h.CPU["registry"], h.CPU["proxy"], h.CPU["readers"], h.Seconds))
+		if all := h.CPU["machine"]; all > sum+0.1*h.Seconds {
+			parts = append(parts, fmt.Sprintf("all processes together kept the cores %.0f%% busy: %.1f CPU-s went to other "+
+				"work on this shared machine", 100*all/(2*h.Seconds), all-sum))
+			busy = all / (2 * h.Seconds)
+		}
 		switch {
 		case d < 0.05*h.Seconds && strings.HasPrefix(h.Case, "hot"):
 			parts = append(parts, "hashfs itself did no work: the kernel served every byte from the page cache of the cache's "+
 				"file (FUSE passthrough), so the gap is the kernel's read path through the FUSE file (and timing noise: the "+
 				"whole read takes a fraction of a second)")
-		case strings.Contains(h.Case, "page cache dropped") && d > 0.2*h.Seconds:
+		case strings.Contains(r.Case, "page cache dropped") && d > 0.2*h.Seconds:
 			parts = append(parts, fmt.Sprintf("a fresh daemon trusts no cached byte it has not hashed, so the first open hashed "+
 				"the cached blob once against its chunk table (%.1f CPU-s of sha256 on both cores, at about 1.6 GB/s per core) "+
 				"before handing the kernel the file, which cat then read directly (FUSE passthrough)", d))
 		case busy >= 0.8:
-			parts = append(parts, "so the CPU of this 2-core VM is the limit: the registry and the shaping proxy, which a real "+
-				"deployment would not run on the reading host, take their share of the same two cores")
+			parts = append(parts, "so the CPU of this 2-core VM is the limit: the registry and the shaping proxy (and any other "+
+				"work), which a real deployment would not run on the reading host, take their share of the same two cores")
 		case d/h.Seconds >= 0.8:
 			parts = append(parts, "hashfs used about a full core: its per-byte work (sha256, FUSE copies, cache file I/O) is the limit")
 		default:
@@ -54,7 +59,7 @@ func (b *bench) explain(r row) string {
 		parts = append(parts, fmt.Sprintf("the local file is read at %.1f GB/s even with the page cache dropped, so this VM's disk "+
 			"is served from the host's memory and the target compares a FUSE round trip per request with memory bandwidth", r.p.MBps/1000))
 	}
-	if best := b.bestReadahead(); best != nil && strings.HasPrefix(r.Case, "warm") {
+	if best := b.bestReadahead(); best != nil && strings.HasPrefix(r.Case, "warm") && !b.raPassthrough() {
 		parts = append(parts, fmt.Sprintf("with read_ahead_kb = %d the same warm read ran at %.0f MB/s (see the readahead table)", best.KB, best.M.MBps))
 	}
 	out := joinSentences(strings.Join(parts, "; ")+".", r.why)
@@ -73,6 +78,18 @@ func joinSentences(a, b string) string {
 		return a
 	}
 	return a + " " + b
+}
+
+// raPassthrough reports whether the readahead sweep's reads never
+// reached the daemon (FUSE passthrough): the mount's readahead then does
+// not apply, the backing file's device readahead does.
+func (b *bench) raPassthrough() bool {
+	for _, p := range b.raSweep {
+		if !p.M.ok() || p.M.CPU["hashfs"] > 0.05 {
+			return false
+		}
+	}
+	return len(b.raSweep) > 0
 }
 
 func (b *bench) bestReadahead() *readaheadPoint {

@@ -97,7 +97,7 @@ func (b *bench) timed(ctx context.Context, m *measurement, prox *proxy, d *daemo
 	if d != nil {
 		d0 = procCPU(d.pid())
 	}
-	r0, s0 := procCPU(b.reg.cmd.Process.Pid), selfCPU()
+	r0, s0, all0 := procCPU(b.reg.cmd.Process.Pid), selfCPU(), machineCPU()
 	if prox != nil {
 		prox.reset()
 	}
@@ -140,6 +140,7 @@ func (b *bench) timed(ctx context.Context, m *measurement, prox *proxy, d *daemo
 		"readers":  round3(readerCPU),
 		"registry": round3(procCPU(b.reg.cmd.Process.Pid) - r0),
 		"proxy":    round3(selfCPU() - s0),
+		"machine":  round3(machineCPU() - all0), // every process, also other work on a shared machine
 	}
 	if d != nil {
 		m.CPU[d.name] = round3(procCPU(d.pid()) - d0)

@@ -202,7 +202,11 @@ func (b *bench) writeSweep(w func(string, ...any)) {
 			}
 			w("| %d%s | %s | %.2f |\n", p.KB, mark, mbps(p.M), p.M.CPU["hashfs"])
 		}
-		if best := b.bestReadahead(); best != nil {
+		if b.raPassthrough() {
+			w("\nThe daemon did no work in any of these reads: the kernel read the cache's file directly (FUSE passthrough), " +
+				"so the mount's read_ahead_kb does not apply (the cache disk's does) and the differences are noise. " +
+				"It still applies to reads that go through the daemon (lazy blobs before they verify, or without passthrough).\n")
+		} else if best := b.bestReadahead(); best != nil {
 			w("\nChosen: %d KiB (%.0f MB/s), the smallest value within 5%% of the fastest. ", best.KB, best.M.MBps)
 			def := b.raPoint(b.defaultRA)
 			if def != nil && def.M.ok() && best.M.MBps > 1.1*def.M.MBps {
@@ -250,17 +254,18 @@ func perConn(chunk int64) float64 {
 // the limit.
 func (b *bench) writeCPU(w func(string, ...any)) {
 	w("\n## Where the time goes\n\nCPU seconds used during each timed read (2 cores = 2 CPU-seconds per wall second; " +
-		"busy = all four together as a share of both cores). `go run ./bench -cases cold -perf` adds a perf profile of the " +
+		"busy = all four together as a share of both cores; machine = every process on the machine, other work on this " +
+		"shared VM included). `go run ./bench -cases cold -perf` adds a perf profile of the " +
 		"daemon for each read.\n\n")
-	w("| case | contender | profile | MB/s | wall s | reader | daemon | registry | proxy | busy |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| case | contender | profile | MB/s | wall s | reader | daemon | registry | proxy | busy | machine |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range b.ms {
 		if !m.ok() || m.CPU == nil {
 			continue
 		}
 		dcpu := m.CPU["hashfs"] + m.CPU["httpdirfs"]
 		sum := m.CPU["readers"] + dcpu + m.CPU["registry"] + m.CPU["proxy"]
-		w("| %s | %s | %s | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", cell(m.Case), m.Contender, m.Profile, m.MBps, m.Seconds,
-			m.CPU["readers"], dcpu, m.CPU["registry"], m.CPU["proxy"], 100*sum/(2*m.Seconds))
+		w("| %s | %s | %s | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f%% | %.0f%% |\n", cell(m.Case), m.Contender, m.Profile, m.MBps, m.Seconds,
+			m.CPU["readers"], dcpu, m.CPU["registry"], m.CPU["proxy"], 100*sum/(2*m.Seconds), 100*m.CPU["machine"]/(2*m.Seconds))
 	}
 }
 
