@@ -66,7 +66,9 @@ func New(src Source, o Options) *Indexer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	layers, err := lru.New[digest.Digest, *Layer](o.Layers)
+	// An evicted layer keeps working for whoever holds it; its idle
+	// cursors (decoders) are let go.
+	layers, err := lru.NewWithEvict[digest.Digest, *Layer](o.Layers, func(_ digest.Digest, l *Layer) { l.cursors.closeAll() })
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
@@ -220,6 +222,7 @@ func (x *Indexer) build(ctx context.Context, d digest.Digest, size int64) (*Laye
 
 func (x *Indexer) newLayer(ix *Index, wins windows) *Layer {
 	l := &Layer{Index: ix, wins: wins, spans: x.spans}
+	l.open = func() BlobCloser { return x.src.Open(ix.Digest, ix.Size) }
 	l.broken = func() {
 		x.log.Warn("stored layer index is corrupt; dropping it", "layer", ix.Digest.String())
 		x.forget(ix.Digest)

@@ -26,8 +26,12 @@ type Layer struct {
 	// usable fails once the layer has failed verification (lazy mode), so
 	// that decoded spans kept in memory are not served after that.
 	usable func() error
-	dead   atomic.Bool // failed verification after it was indexed
-	good   atomic.Bool // verified whole: usable need not ask again
+	// open gives the Blob a cursor reads through (its own: a cursor
+	// outlives the Stream that made it).
+	open    func() BlobCloser
+	cursors cursorPool
+	dead    atomic.Bool // failed verification after it was indexed
+	good    atomic.Bool // verified whole: usable need not ask again
 }
 
 const (
@@ -117,38 +121,19 @@ func streamErr(err error) error {
 
 // Stream reads a layer's uncompressed tar stream at any offset, through
 // one Blob. Spans up to 8 MiB are decoded whole and shared (see
-// spanCache); longer ones are decoded forward by a cursor that reads in
-// order, so sequential readers pay for each byte once. It is safe for
-// concurrent use.
+// spanCache); longer ones (a zstd layer of one frame) are decoded forward
+// by the layer's cursors (see cursorPool). It is safe for concurrent use.
 type Stream struct {
 	l    *Layer
 	blob Blob
-
-	mu  sync.Mutex
-	cur *cursor
-}
-
-// cursor decodes one long span forward.
-type cursor struct {
-	span  int
-	pos   int64 // stream offset of r's next byte
-	r     io.Reader
-	src   *seqReader
-	close func()
 }
 
 // NewStream returns a Stream of l reading compressed bytes from blob.
 func (l *Layer) NewStream(blob Blob) *Stream { return &Stream{l: l, blob: blob} }
 
-// Close releases the decoder a cursor holds.
-func (s *Stream) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur != nil {
-		s.cur.close()
-		s.cur = nil
-	}
-}
+// Close is for symmetry: a Stream holds nothing (cursors belong to the
+// layer).
+func (s *Stream) Close() {}
 
 // ReadAt reads like io.ReaderAt (io.EOF at the end).
 func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
@@ -186,7 +171,7 @@ func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 				m = copy(part, b[pos-start:])
 			}
 		} else {
-			m, err = s.readCursor(ctx, i, part, pos)
+			m, err = l.readCursor(ctx, s.blob, i, part, pos)
 		}
 		n += m
 		if err != nil {
@@ -199,42 +184,108 @@ func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// readCursor fills p from stream offset pos inside long span i.
-func (s *Stream) readCursor(ctx context.Context, i int, p []byte, pos int64) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.cur
-	if c == nil || c.span != i || c.pos > pos {
-		if c != nil {
-			c.close()
-			s.cur = nil
+// cursor decodes one long span forward, through its own Blob.
+type cursor struct {
+	span  int
+	pos   int64 // stream offset of r's next byte
+	r     io.Reader
+	src   *seqReader
+	close func()
+}
+
+// cursorPool keeps a layer's idle cursors, so that readers going through
+// a long span in order (one file after the next, as tar order and most
+// walks go) continue decoding where the last read stopped instead of
+// starting the span again: each reader takes the cursor furthest along
+// that is not past where it reads. Reading backwards, or far apart,
+// decodes from the span's start.
+type cursorPool struct {
+	mu   sync.Mutex
+	idle []*cursor // oldest first
+}
+
+const maxIdleCursors = 2
+
+func (p *cursorPool) take(span int, pos int64) *cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best := -1
+	for i, c := range p.idle {
+		if c.span == span && c.pos <= pos && (best < 0 || c.pos > p.idle[best].pos) {
+			best = i
 		}
-		r, src, closeDec, err := s.l.openAt(ctx, s.blob, i)
+	}
+	if best < 0 {
+		return nil
+	}
+	c := p.idle[best]
+	p.idle = append(p.idle[:best], p.idle[best+1:]...)
+	return c
+}
+
+func (p *cursorPool) put(c *cursor) {
+	p.mu.Lock()
+	var old *cursor
+	if len(p.idle) == maxIdleCursors {
+		old, p.idle = p.idle[0], p.idle[1:]
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+}
+
+// closeAll releases the idle cursors.
+func (p *cursorPool) closeAll() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// readCursor fills p from stream offset pos inside long span i.
+func (l *Layer) readCursor(ctx context.Context, blob Blob, i int, p []byte, pos int64) (int, error) {
+	c := l.cursors.take(i, pos)
+	if c == nil {
+		var closeBlob func()
+		if l.open != nil {
+			b := l.open()
+			blob, closeBlob = b, func() { b.Close() }
+		}
+		r, src, closeDec, err := l.openAt(ctx, blob, i)
 		if err != nil {
+			if closeBlob != nil {
+				closeBlob()
+			}
 			return 0, err
 		}
-		c = &cursor{span: i, pos: s.l.Checkpoints[i].Out, r: r, src: src, close: closeDec}
-		s.cur = c
+		c = &cursor{span: i, pos: l.Checkpoints[i].Out, r: r, src: src, close: func() {
+			closeDec()
+			if closeBlob != nil {
+				closeBlob()
+			}
+		}}
 	}
 	c.src.ctx = ctx
 	if skip := pos - c.pos; skip > 0 {
 		m, err := io.CopyN(io.Discard, c.r, skip)
 		c.pos += m
 		if err != nil {
-			s.dropCursor()
+			c.close()
 			return 0, streamErr(err)
 		}
 	}
 	n, err := io.ReadFull(c.r, p)
 	c.pos += int64(n)
 	if err != nil {
-		s.dropCursor()
+		c.close()
 		return n, streamErr(err)
 	}
+	c.src.ctx = context.Background() // not the finished caller's
+	l.cursors.put(c)
 	return n, nil
-}
-
-func (s *Stream) dropCursor() {
-	s.cur.close()
-	s.cur = nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -222,4 +224,40 @@ func TestConcurrentReaders(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// A zstd layer of one frame has no checkpoints after the start: reading
+// its files one after the other (each through its own Stream, as each
+// open does) must continue decoding where the last read stopped, not
+// decode the layer from its start for every file.
+func TestZstdOneFrameInOrderDecodesOnce(t *testing.T) {
+	rng := rand.NewChaCha8([32]byte{3})
+	var files []file
+	for i := range 40 {
+		raw := make([]byte, 192<<10)
+		rng.Read(raw)
+		files = append(files, reg(fmt.Sprintf("f/%02d", i), []byte(base64.StdEncoding.EncodeToString(raw))))
+	}
+	tarball := makeTar(t, files) // 10 MiB: one span longer than maxCachedSpan
+	blob := zst(t, tarball, 0)
+	src, ds := newSource(true, blob)
+	l, err := New(src, Options{}).Layer(context.Background(), ds[0], int64(len(blob)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Checkpoints) != 1 || l.TarSize <= maxCachedSpan {
+		t.Fatalf("%d checkpoints, %d bytes: want one long span", len(l.Checkpoints), l.TarSize)
+	}
+	mb := src.blobs[ds[0]]
+	mb.read.Store(0)
+	for _, f := range files {
+		s := l.NewStream(mb)
+		if got := readAll(t, OpenFile(s, l.Root.Walk(f.name).Entry)); !bytes.Equal(got, f.body) {
+			t.Fatalf("%s differs", f.name)
+		}
+		s.Close()
+	}
+	if r := mb.read.Load(); r > int64(len(blob))+2*readBuffer {
+		t.Fatalf("reading the files in order read %d compressed bytes of a %d-byte layer", r, len(blob))
+	}
 }
