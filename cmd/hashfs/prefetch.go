@@ -78,7 +78,14 @@ progress lines and the outcome.`,
 	return cmd
 }
 
-// filesUnder lists the regular files under each root, and their total size.
+// derivedDir reports the directories of a manifest's tree that show the
+// inside of its blobs rather than blobs.
+func derivedDir(name string) bool { return name == "layers" || name == "rootfs" }
+
+// filesUnder lists the regular files under each root, and their total
+// size, leaving out the derived directories below it (a root that is one
+// is walked: prefetch of layers/0 reads it).
+
 func filesUnder(roots []string) (files []string, total int64, err error) {
 	for _, root := range roots {
 		// A PATH may itself be a symlink, such as tags/v1: follow that one.
@@ -89,6 +96,12 @@ func filesUnder(roots []string) (files []string, total int64, err error) {
 		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
+			}
+			// The files inside layers (layers/, rootfs/) are views of the
+			// layer blobs, which the walk reads anyway: decompressing them
+			// again would fetch nothing more.
+			if d.IsDir() && p != root && derivedDir(d.Name()) {
+				return filepath.SkipDir
 			}
 			if d.Type().IsRegular() {
 				fi, err := d.Info()
