@@ -365,6 +365,14 @@ func TestRootfsWhiteouts(t *testing.T) {
 		t.Errorf("layers/1/.wh.gone: %v", err)
 	}
 	checkDiffIDs(t, m, md, 2)
+
+	// prefetch of the image reads its files (manifest.json, config.json,
+	// blobs/ of the config and the 2 layers), not the files inside
+	// layers/ and rootfs/ again.
+	out, errs, err := hashfsCmd(t, "prefetch", m.path(md))
+	if err != nil || !strings.Contains(out+errs, "prefetch done: 5 files") {
+		t.Errorf("prefetch of an image: %v\n%s%s", err, out, errs)
+	}
 }
 
 // TestSkopeoOCILayout: an OCI layout with a tar+zstd layer of several
