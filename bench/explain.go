@@ -46,8 +46,8 @@ func (b *bench) explain(r row) string {
 	}
 	if fb, ok := h.Extra["first_byte_s"].(float64); ok && fb > 0.5*h.Seconds && strings.Contains(h.Flags, "strict") {
 		parts = append(parts, fmt.Sprintf("the first 4 KiB arrived only after %.1f s of %.1f s: with --verify strict no byte is served "+
-			"before the whole blob is fetched, hashed once and written to the cache (O_DIRECT, not through the page cache), and then "+
-			"the reader reads the cache's file from disk through FUSE passthrough, so a cold read is two phases in a row, not one stream", fb, h.Seconds))
+			"before the whole blob is fetched, hashed once and written to the cache, and then the reader reads the cache's file "+
+			"through FUSE passthrough, so a cold read is two phases in a row, not one stream", fb, h.Seconds))
 	}
 	if r.p != nil && r.p.ok() && r.p.Contender == "local cat" && r.p.CPU != nil {
 		parts = append(parts, fmt.Sprintf("the local peer needs only %.1f CPU-s for the same bytes", r.p.CPU["readers"]))

@@ -2,14 +2,11 @@ package cache
 
 import (
 	"crypto/sha256"
-	"errors"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
-	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sys/unix"
@@ -62,13 +59,17 @@ type blobFile struct {
 	chunks map[int64]*entry
 	bytes  int64    // sum of the cached chunks' sizes
 	f      *os.File // open read-write while io > 0 or the blob is pinned
-	df     *os.File // f's file opened O_DIRECT for writes, if the filesystem allows
 	io     int      // reads and writes in progress on f
 	dead   bool     // removed from the index; f (if open) is unlinked
 	whole  bool     // every chunk matched the trusted table here: never punched, only removed
 }
 
-type pendingPut struct{ n int64 }
+// pendingPut is a write in progress, counted in usage until it ends or
+// its blob is removed (gone), whichever comes first.
+type pendingPut struct {
+	n    int64
+	gone bool
+}
 
 type store struct {
 	dir, tmp string
@@ -82,8 +83,6 @@ type store struct {
 	pending map[chunkKey]*pendingPut
 	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
-	// noDirect: the filesystem refused O_DIRECT; writes go through the page cache.
-	noDirect bool
 }
 
 func newStore(dir, tmp string, max, cs int64, log *slog.Logger) *store {
@@ -162,13 +161,6 @@ func (s *store) openLocked(d digest.Digest, bf *blobFile, create bool) (*os.File
 		}
 		bf.f = f
 	}
-	if create && bf.df == nil && !s.noDirect {
-		df, err := os.OpenFile(s.path(d), os.O_WRONLY|syscall.O_DIRECT, 0)
-		if err != nil {
-			s.noDirect = true // the filesystem does not do O_DIRECT
-		}
-		bf.df = df
-	}
 	bf.io++
 	return bf.f, nil
 }
@@ -184,10 +176,6 @@ func (s *store) idleLocked(d digest.Digest, bf *blobFile) {
 	if bf.f != nil && bf.io == 0 && (bf.dead || s.pins[d] == 0) {
 		bf.f.Close()
 		bf.f = nil
-		if bf.df != nil {
-			bf.df.Close()
-			bf.df = nil
-		}
 	}
 }
 
@@ -366,7 +354,6 @@ func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte
 		s.mu.Unlock()
 		return out
 	}
-	df := bf.df
 	p := &pendingPut{n: n}
 	for i := first; i < first+count; i++ {
 		s.pending[chunkKey{d, i}] = p
@@ -375,17 +362,17 @@ func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte
 	s.mu.Unlock()
 
 	off := first * s.cs
-	if err = writeAt(f, df, data, off); err != nil {
+	if _, err = f.WriteAt(data, off); err != nil {
 		punch(f, off, n) // give back what a partial write took
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.usage -= n
 	s.doneLocked(d, bf)
-	if s.pending[k] != p { // purged or evicted while we wrote
+	if p.gone { // purged or evicted while we wrote
 		return out
 	}
+	s.usage -= n
 	for i := first; i < first+count; i++ {
 		delete(s.pending, chunkKey{d, i})
 	}
@@ -455,33 +442,6 @@ func (s *store) cached(d digest.Digest, a, b int64) bool {
 	return true
 }
 
-// dioAlign is the alignment O_DIRECT asks of offsets, lengths and memory.
-const dioAlign = 4096
-
-// writeAt writes data at off: the aligned part with O_DIRECT (df) when
-// there is one, so that writing a large blob does not fill the page
-// cache (which costs more CPU than the bytes are worth right after a
-// download: a reader reads them again from the file anyway), the rest
-// through the page cache (f).
-func writeAt(f, df *os.File, data []byte, off int64) error {
-	if df != nil && off%dioAlign == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%dioAlign == 0 {
-		if a := len(data) &^ (dioAlign - 1); a > 0 {
-			_, err := df.WriteAt(data[:a], off)
-			switch {
-			case err == nil:
-				data, off = data[a:], off+int64(a)
-			case !errors.Is(err, syscall.EINVAL):
-				return err
-			}
-		}
-	}
-	if len(data) == 0 {
-		return nil
-	}
-	_, err := f.WriteAt(data, off)
-	return err
-}
-
 func (s *store) writeFailedLocked(err error) {
 	if !s.warned {
 		s.warned = true
@@ -526,13 +486,23 @@ func (s *store) removeBlobLocked(d digest.Digest, bf *blobFile) {
 	}
 	s.usage -= bf.bytes
 	bf.bytes, bf.chunks, bf.dead = 0, map[int64]*entry{}, true
-	for k := range s.pending {
-		if k.d == d {
-			delete(s.pending, k)
-		}
-	}
+	s.cancelLocked(d)
 	os.RemoveAll(s.blobDir(d))
 	s.idleLocked(d, bf)
+}
+
+// cancelLocked forgets d's writes in progress: they no longer count.
+func (s *store) cancelLocked(d digest.Digest) {
+	for k, p := range s.pending {
+		if k.d != d {
+			continue
+		}
+		delete(s.pending, k)
+		if !p.gone {
+			p.gone = true
+			s.usage -= p.n
+		}
+	}
 }
 
 // makeRoomLocked evicts least recently used blobs that no reader holds
@@ -568,11 +538,7 @@ func (s *store) purge(d digest.Digest) {
 		s.removeBlobLocked(d, bf)
 		return
 	}
-	for k := range s.pending {
-		if k.d == d {
-			delete(s.pending, k)
-		}
-	}
+	s.cancelLocked(d)
 	os.RemoveAll(s.blobDir(d))
 }
 

@@ -35,7 +35,7 @@ func adoptChunkSize(dir string, want int64, log *slog.Logger) (int64, error) {
 }
 
 // validChunkSize: chunks start on sha256 blocks (hashstate.go) and on
-// O_DIRECT boundaries (chunkstore.go).
+// filesystem blocks, so that punching one out frees it whole.
 func validChunkSize(n int64) bool {
-	return n >= minChunkSize && n <= maxChunkSize && n%dioAlign == 0
+	return n >= minChunkSize && n <= maxChunkSize && n%(4<<10) == 0
 }

@@ -22,11 +22,13 @@ func spanChunks(cs, w int64) int64 {
 
 // spanResult is chunks [first, first+len(ents)) of a blob: data holds
 // them back to back (shared: never modified), ents their cache entries
-// (nil where a chunk is not cached).
+// (nil where a chunk is not cached). A fetched span is handed to the
+// hasher before it is written: its entries arrive on stored once it is.
 type spanResult struct {
 	first, cs int64
 	data      []byte
 	ents      []*entry
+	stored    chan []*entry
 }
 
 // chunk returns chunk i's bytes.
@@ -37,13 +39,22 @@ func (r spanResult) chunk(i int64) []byte {
 
 // startSpan gets chunks [first, end) of k in its own goroutine (under
 // the daemon's context): read back if all are cached, else fetched with
-// one request and cached.
-func (c *Cache) startSpan(k blobKey, first, end int64, sem chan struct{}) *call[spanResult] {
+// one request, handed over, then cached. It frees a place in slots when
+// it is done with the bytes.
+func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{}) *call[spanResult] {
 	cl := &call[spanResult]{done: make(chan struct{})}
 	if !c.spawn(func() {
-		cl.val, cl.err = c.loadSpan(k, first, end, sem)
+		defer func() { <-slots }()
+		gen := c.store.gen(k.d)
+		res, err := c.loadSpan(k, first, end, sem)
+		cl.val, cl.err = res, err
 		close(cl.done)
+		if err == nil && res.stored != nil {
+			// Cached unverified until the verification that hashes them commits.
+			res.stored <- c.store.put(k.d, first, res.data, nil, gen, false)
+		}
 	}) {
+		<-slots
 		cl.err = errClosed
 		close(cl.done)
 	}
@@ -55,7 +66,6 @@ func (c *Cache) loadSpan(k blobKey, first, end int64, sem chan struct{}) (spanRe
 	off, _ := chunkSpan(k.size, cs, first)
 	lastOff, lastN := chunkSpan(k.size, cs, end-1)
 	res := spanResult{first: first, cs: cs, ents: make([]*entry, end-first)}
-	gen := c.store.gen(k.d)
 	if c.store.cached(k.d, first, end) {
 		// Read back (lazy mode: readers were here first).
 		var parts [][]byte
@@ -84,8 +94,6 @@ func (c *Cache) loadSpan(k blobKey, first, end int64, sem chan struct{}) (spanRe
 	if err != nil {
 		return spanResult{}, err
 	}
-	res.data = data
-	// Cached unverified until the verification that hashes them commits.
-	res.ents = c.store.put(k.d, first, data, nil, gen, false)
+	res.data, res.ents, res.stored = data, nil, make(chan []*entry, 1)
 	return res, nil
 }

@@ -50,9 +50,17 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	w := int64(2 * c.o.Parallel)
 	per := spanChunks(cs, w)
 	sem := make(chan struct{}, c.o.Parallel)
+	// Spans whose bytes are held (fetching, waiting to be hashed or being
+	// written): at most w chunks in memory, and disk writes pace fetches.
+	slots := make(chan struct{}, w/per)
 	ring := make([]*call[spanResult], w)
 	sums := make([][32]byte, n) // chaining values (hashstate.go)
 	ents := make([]*entry, n)
+	type written struct {
+		first  int64
+		stored chan []*entry
+	}
+	var writes []written
 	h := sha256.New()
 	var next int64
 	for i := int64(0); i < n; i++ {
@@ -61,7 +69,12 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			if end > i+w {
 				break
 			}
-			cl := c.startSpan(k, next, end, sem)
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			cl := c.startSpan(k, next, end, sem, slots)
 			for j := next; j < end; j++ {
 				ring[j%w] = cl
 			}
@@ -74,7 +87,11 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			return nil, err
 		}
 		h.Write(res.chunk(i))
-		ents[i] = res.ents[i-res.first]
+		if res.stored == nil {
+			ents[i] = res.ents[i-res.first]
+		} else if i == res.first {
+			writes = append(writes, written{res.first, res.stored})
+		}
 		if i < n-1 {
 			sums[i] = chainingValue(h)
 		}
@@ -86,6 +103,14 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	}
 	if n > 0 {
 		sums[n-1] = got
+	}
+	for _, wr := range writes {
+		select {
+		case e := <-wr.stored:
+			copy(ents[wr.first:], e)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	tab := &table{size: k.size, chunkSize: cs, sums: sums}
 	c.tables.put(k.d, tab)
