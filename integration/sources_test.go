@@ -236,6 +236,17 @@ func TestManySources(t *testing.T) {
 			t.Error("the lying URL was never requested")
 		}
 	})
+	t.Run("descriptor urls off", func(t *testing.T) {
+		before := files.hits["/foreign.bin"].Load()
+		m2 := mount(t, upstream+"/lab/foreign", "--descriptor-urls=false")
+		got, err := readErrno(m2.path("tags/v1/foreign.bin"))
+		if err == nil || len(got) != 0 {
+			t.Errorf("with --descriptor-urls=false the foreign layer read %d bytes, %v; want an error", len(got), err)
+		}
+		if n := files.hits["/foreign.bin"].Load() - before; n != 0 {
+			t.Errorf("with --descriptor-urls=false the URL was requested %d times", n)
+		}
+	})
 	t.Run("not anywhere", func(t *testing.T) {
 		_, err := os.Stat(m.path("sha256/" + strings.Repeat("ab", 32)))
 		// With one source down nobody can say "not found" for sure.

@@ -38,6 +38,7 @@ type options struct {
 	metricsAddr    string
 	logFile        string
 	hostsDir       string
+	descURLs       bool
 }
 
 func defaultCacheDir() string {
@@ -70,6 +71,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.fuseDebug, "fuse-debug", false, "log every FUSE request (very verbose)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address at /metrics, e.g. 127.0.0.1:9464; off when empty")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
+	f.BoolVar(&o.descURLs, "descriptor-urls", true, "fetch blobs whose descriptors list http(s) \"urls\" (foreign layers) from those URLs too, verified like any other source; --descriptor-urls=false keeps a manifest from making the daemon send requests to hosts it names")
 	f.StringVar(&o.hostsDir, "hosts-dir", "/etc/containerd/certs.d", "containerd hosts.toml directory: mirrors listed for a registry (<dir>/<host>/hosts.toml) are tried before it")
 	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
 }

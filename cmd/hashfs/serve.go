@@ -104,7 +104,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 	if p.offline != nil {
 		p.offline.cache = c
 	}
-	if !o.offline {
+	if !o.offline && o.descURLs {
 		p.set.Add(newDescriptorURLs(p.union.Lookup, p.fopts))
 	}
 	for i, a := range args {
