@@ -45,14 +45,32 @@ func ReferrersTag(d digest.Digest) string { return "sha256-" + d.Hex() }
 // Once the registry has said it has no referrers API, it is not asked
 // again: the tag schema is read straight away.
 func (c *Client) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
-	if !c.noReferrersAPI.Load() {
-		refs, err := c.referrersAPI(ctx, d)
-		if !errors.Is(err, errNoReferrersAPI) {
-			return refs, err
-		}
+	refs, ok, err := c.ReferrersAPI(ctx, d)
+	if ok || err != nil {
+		return refs, err
+	}
+	return c.ReferrersByTag(ctx, d)
+}
+
+// ReferrersAPI asks the referrers API alone. ok is false, with no error,
+// when the registry has no such API (remembered: it is not asked again);
+// the referrers are then in the tag schema (ReferrersByTag).
+func (c *Client) ReferrersAPI(ctx context.Context, d digest.Digest) (refs []Referrer, ok bool, err error) {
+	if c.noReferrersAPI.Load() {
+		return nil, false, nil
+	}
+	refs, err = c.referrersAPI(ctx, d)
+	if errors.Is(err, errNoReferrersAPI) {
 		c.noReferrersAPI.Store(true)
 		c.log.Debug("no referrers API; reading the referrers tag from now on", "digest", d, "reason", err)
+		return nil, false, nil
 	}
+	return refs, err == nil, err
+}
+
+// ReferrersByTag reads the referrers tag schema alone: the index tagged
+// ReferrersTag(d); none when the tag does not exist.
+func (c *Client) ReferrersByTag(ctx context.Context, d digest.Digest) ([]Referrer, error) {
 	return c.referrersTag(ctx, d)
 }
 

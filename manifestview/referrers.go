@@ -67,11 +67,22 @@ func (r *Repo) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, erro
 
 func (r *Repo) loadReferrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
 	var descs []Desc
-	if rl, ok := r.reg.(ReferrerLister); ok && !r.noReferrersTag(d) {
-		var err error
-		if descs, err = rl.Referrers(ctx, d); err != nil {
-			return nil, fmt.Errorf("referrers of %s: %w", d, err)
+	var err error
+	switch rl := r.reg.(type) {
+	case twoStepReferrers:
+		// The API first; without one, the tag schema, unless the fresh
+		// tag list already says the tag is not there.
+		var ok bool
+		if descs, ok, err = rl.ReferrersAPI(ctx, d); err == nil && !ok && !r.noReferrersTag(d) {
+			descs, err = rl.ReferrersByTag(ctx, d)
 		}
+	case ReferrerLister:
+		if !r.noReferrersTag(d) {
+			descs, err = rl.Referrers(ctx, d)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", d, err)
 	}
 	descs = slices.Clone(descs)
 	r.completeTypes(ctx, descs)
@@ -171,4 +182,13 @@ func (r *Repo) noReferrersTag(d digest.Digest) bool {
 	defer r.tagMu.Unlock()
 	fresh := !r.listAt.IsZero() && r.now().Sub(r.listAt) < r.ttl
 	return fresh && !slices.Contains(r.tagList, "sha256-"+d.Hex())
+}
+
+// twoStepReferrers is a registry whose referrers API and tag schema can be
+// asked apart, so that a registry without the API costs no request for a
+// subject the tag list shows has no referrers tag. ok is false when the
+// registry has no referrers API.
+type twoStepReferrers interface {
+	ReferrersAPI(ctx context.Context, d digest.Digest) (descs []Desc, ok bool, err error)
+	ReferrersByTag(ctx context.Context, d digest.Digest) ([]Desc, error)
 }

@@ -197,3 +197,50 @@ func TestRepoReferrersFromTagList(t *testing.T) {
 		t.Errorf("with the tag: %v, %v; want the registry asked", refs, err)
 	}
 }
+
+// twoStepRegistry has no referrers API and keeps referrers in the tag schema.
+type twoStepRegistry struct {
+	*referrerRegistry
+	noAPI bool
+}
+
+func (f *twoStepRegistry) ReferrersAPI(ctx context.Context, d digest.Digest) ([]Desc, bool, error) {
+	f.mu.Lock()
+	f.calls["api"]++
+	f.noAPI = true
+	f.mu.Unlock()
+	return nil, false, nil
+}
+
+func (f *twoStepRegistry) ReferrersByTag(ctx context.Context, d digest.Digest) ([]Desc, error) {
+	return f.Referrers(ctx, d)
+}
+
+func (f *twoStepRegistry) ReferrersByTagOnly() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.noAPI
+}
+
+// The first subject's listing learns there is no API, and already uses
+// the fresh tag list: no tag request for a subject without the tag.
+func TestRepoReferrersTwoSteps(t *testing.T) {
+	ctx := context.Background()
+	fr := newFakeRegistry()
+	reg := &twoStepRegistry{referrerRegistry: &referrerRegistry{fakeRegistry: fr, refs: map[digest.Digest][]Desc{}}}
+	withRefs := fr.add(MediaTypeOCIManifest, manifestBody(t, "l1"))
+	without := fr.add(MediaTypeOCIManifest, manifestBody(t, "l2"))
+	reg.set(withRefs, Desc{Digest: blob("m3"), Size: 9, MediaType: MediaTypeOCIManifest, ArtifactType: "application/vnd.example.sig"})
+	fr.tag("v1", withRefs)
+	fr.tag("sha256-"+withRefs.Hex(), blob("m3"))
+	r, _ := newTestRepo(reg, newMemStore())
+	if _, err := r.Tags(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if refs, err := r.Referrers(ctx, without); err != nil || len(refs) != 0 || reg.count("api") != 1 || reg.count("referrers") != 0 {
+		t.Errorf("first subject, no tag: %v, %v; API asked %d, tag schema %d; want 1 and 0", refs, err, reg.count("api"), reg.count("referrers"))
+	}
+	if refs, err := r.Referrers(ctx, withRefs); err != nil || len(refs) != 1 || reg.count("referrers") != 1 {
+		t.Errorf("subject with the tag: %v, %v; tag schema asked %d, want 1", refs, err, reg.count("referrers"))
+	}
+}

@@ -61,15 +61,49 @@ func (s registrySource) ReferrersByTagOnly() bool {
 
 func (s registrySource) Referrers(ctx context.Context, d digest.Digest) ([]manifestview.Desc, error) {
 	refs, err := s.r.Referrers(ctx, d)
-	if err != nil {
-		return nil, err
+	return referrerDescs(refs), err
+}
+
+// twoStepReferrers is a fetchRepo that can ask the referrers API and the
+// tag schema apart (fetch.Client).
+type twoStepReferrers interface {
+	ReferrersAPI(ctx context.Context, d digest.Digest) ([]fetch.Referrer, bool, error)
+	ReferrersByTag(ctx context.Context, d digest.Digest) ([]fetch.Referrer, error)
+}
+
+// ReferrersAPI asks the API alone where the source can (ok false: it has
+// none); other sources answer the whole question here.
+func (s registrySource) ReferrersAPI(ctx context.Context, d digest.Digest) ([]manifestview.Desc, bool, error) {
+	t, ok := s.r.(twoStepReferrers)
+	if !ok {
+		descs, err := s.Referrers(ctx, d)
+		return descs, err == nil, err
+	}
+	refs, ok, err := t.ReferrersAPI(ctx, d)
+	return referrerDescs(refs), ok, err
+}
+
+// ReferrersByTag reads the tag schema alone (only asked after ReferrersAPI
+// said there is no API, which only a twoStepReferrers source says).
+func (s registrySource) ReferrersByTag(ctx context.Context, d digest.Digest) ([]manifestview.Desc, error) {
+	t, ok := s.r.(twoStepReferrers)
+	if !ok {
+		return s.Referrers(ctx, d)
+	}
+	refs, err := t.ReferrersByTag(ctx, d)
+	return referrerDescs(refs), err
+}
+
+func referrerDescs(refs []fetch.Referrer) []manifestview.Desc {
+	if refs == nil {
+		return nil
 	}
 	out := make([]manifestview.Desc, len(refs))
 	for i, r := range refs {
 		out[i] = manifestview.Desc{Digest: r.Digest, Size: r.Size, MediaType: r.MediaType,
 			ArtifactType: r.ArtifactType, Annotations: r.Annotations}
 	}
-	return out, nil
+	return out
 }
 
 func (s registrySource) StatBlob(ctx context.Context, d digest.Digest) (int64, error) {
