@@ -33,26 +33,7 @@ const craneVersion = "v0.22.1"
 // needCrane returns the crane binary: on PATH, or where `go install` put it.
 func needCrane(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("crane"); err == nil {
-		return p
-	}
-	var dirs []string
-	for _, v := range []string{"GOBIN", "GOPATH"} {
-		out, err := exec.Command("go", "env", v).Output()
-		if s := strings.TrimSpace(string(out)); err == nil && s != "" {
-			if v == "GOPATH" {
-				s = filepath.Join(filepath.SplitList(s)[0], "bin")
-			}
-			dirs = append(dirs, s)
-		}
-	}
-	for _, d := range dirs {
-		if p := filepath.Join(d, "crane"); isExecutable(p) {
-			return p
-		}
-	}
-	missing(t, "crane (go install github.com/google/go-containerregistry/cmd/crane@%s; `make deps` does) not on PATH nor in %v", craneVersion, dirs)
-	return ""
+	return needGoTool(t, "crane", "github.com/google/go-containerregistry/cmd/crane@"+craneVersion)
 }
 
 // crane runs crane with an empty Docker config and returns its output.

@@ -23,7 +23,14 @@ const orasVersion = "v1.3.6"
 // needOras returns the oras binary: on PATH, or where `go install` put it.
 func needOras(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("oras"); err == nil {
+	return needGoTool(t, "oras", "oras.land/oras/cmd/oras@"+orasVersion)
+}
+
+// needGoTool returns the binary name: on PATH, or in GOBIN or GOPATH/bin,
+// where `go install pkg` (which `make deps` runs) puts it.
+func needGoTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	var dirs []string
@@ -37,11 +44,11 @@ func needOras(t *testing.T) string {
 		}
 	}
 	for _, d := range dirs {
-		if p := filepath.Join(d, "oras"); isExecutable(p) {
+		if p := filepath.Join(d, name); isExecutable(p) {
 			return p
 		}
 	}
-	missing(t, "oras (go install oras.land/oras/cmd/oras@%s; `make deps` does) not on PATH nor in %v", orasVersion, dirs)
+	missing(t, "%s (go install %s; `make deps` does) not on PATH nor in %v", name, pkg, dirs)
 	return ""
 }
 
