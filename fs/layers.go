@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -51,89 +50,30 @@ func newIndexer(cfg Config) *layerindex.Indexer {
 	return layerindex.New(cacheLayers{cfg.Cache}, o)
 }
 
-// layerDir is a directory showing a tar layer (manifestview Kind Layer):
-// the tar's root for layers/<n>, or for an ORAS directory the tar's
-// directory at its title (the root if the tar has none). The layer is
-// indexed on first use, not on lookup, so that ls layers/ is cheap.
-type layerDir struct {
-	gofs.Inode
-	readOnly
-	root *Root
-	desc manifestview.Desc
-	sub  string // path inside the tar to show
-
-	mu   sync.Mutex
-	node *layerindex.Node
-}
-
-var (
-	_ = (gofs.NodeLookuper)((*layerDir)(nil))
-	_ = (gofs.NodeReaddirer)((*layerDir)(nil))
-	_ = (gofs.NodeGetattrer)((*layerDir)(nil))
-)
-
-// layer answers the lookup of a tree's Layer node.
+// layer answers the lookup of a tree's Layer node: the tar's root for
+// layers/<n>, or for an ORAS directory the tar's directory at its title
+// (the root if the tar has none). The layer is indexed on first use, not
+// on lookup, so that ls layers/ is cheap.
 func (t *treeDir) layer(ctx context.Context, n *manifestview.Node, out *fuse.EntryOut) *gofs.Inode {
-	d := &layerDir{root: t.root, desc: n.Desc}
-	if manifestview.IsUnpackDir(n.Desc) {
-		d.sub = layerindex.CleanName(n.Desc.Annotations[manifestview.AnnotationTitle])
+	desc, sub := n.Desc, ""
+	if manifestview.IsUnpackDir(desc) {
+		sub = layerindex.CleanName(desc.Annotations[manifestview.AnnotationTitle])
 	}
+	d := &indexedDir{root: t.root, what: "index layer", desc: desc,
+		build: func(ctx context.Context) (*layerindex.Node, error) {
+			l, err := t.root.layers.Layer(ctx, desc.Digest, desc.Size)
+			if err != nil {
+				return nil, err
+			}
+			if sub != "" {
+				if s := l.Root.Walk(sub); s != nil && s.IsDir() {
+					return s, nil
+				}
+			}
+			return l.Root, nil
+		}}
 	t.root.dirAttr(&out.Attr)
 	return t.NewInode(ctx, d, gofs.StableAttr{Mode: fuse.S_IFDIR})
-}
-
-// tree indexes the layer (once) and returns the directory shown.
-func (d *layerDir) tree(ctx context.Context) (*layerindex.Node, syscall.Errno) {
-	d.mu.Lock()
-	n := d.node
-	d.mu.Unlock()
-	if n != nil {
-		return n, 0
-	}
-	ctx, cancel := d.root.opctx(ctx)
-	defer cancel()
-	l, err := d.root.layers.Layer(ctx, d.desc.Digest, d.desc.Size)
-	if err != nil {
-		return nil, d.root.fail("index layer", d.desc, err)
-	}
-	n = l.Root
-	if d.sub != "" {
-		if s := l.Root.Walk(d.sub); s != nil && s.IsDir() {
-			n = s
-		}
-	}
-	d.mu.Lock()
-	d.node = n
-	d.mu.Unlock()
-	return n, 0
-}
-
-func (d *layerDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.mu.Lock()
-	n := d.node
-	d.mu.Unlock()
-	if n == nil {
-		d.root.dirAttr(&out.Attr)
-		return 0
-	}
-	d.root.tarAttr(&out.Attr, n)
-	return 0
-}
-
-func (d *layerDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	n, errno := d.tree(ctx)
-	if errno != 0 {
-		return nil, errno
-	}
-	return d.root.tarLookup(ctx, d.EmbeddedInode(), n, name, out)
-}
-
-func (d *layerDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	n, errno := d.tree(ctx)
-	if errno != 0 {
-		return nil, errno
-	}
-	return tarReaddir(n), 0
 }
 
 // tarDir is a directory inside a layer or a rootfs.
