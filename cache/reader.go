@@ -17,6 +17,7 @@ type Reader struct {
 	d    digest.Digest
 	size int64
 	once sync.Once
+	ra   readahead
 }
 
 // Open returns a Reader of d, which the caller's descriptor says is size
@@ -61,6 +62,9 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	tab, err := c.prepare(ctx, k)
 	if err != nil {
 		return 0, err
+	}
+	if ahead := r.ra.advance(off, end, int64(c.o.Parallel)); ahead > 0 && tab == nil {
+		c.prefetch(k, end, ahead)
 	}
 	n, err := c.readChunks(ctx, k, tab, p[:end-off], off)
 	if err != nil {
