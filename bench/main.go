@@ -44,6 +44,8 @@ type bench struct {
 	chosenWhy string
 	warmCache string
 	warmReady bool
+	lazySeq   measurement // cold sequential, wan, lazy: for the readahead section
+	strictSeq measurement // the same, strict
 	defaultRA int
 
 	sweep    []sweepPoint
