@@ -124,6 +124,7 @@ func (b *bench) caseCold(ctx context.Context) {
 			// kept ahead by the adaptive readahead (cache/readahead.go:
 			// doubling up to --parallel chunks, reset by a seek).
 			hl := b.readHashfs(ctx, name, prox, b.chosen.with("lazy"), "", b.big)
+			b.lazySeq, b.strictSeq = hl, h
 			b.rows = append(b.rows, ratioRow(name+", lazy (adaptive readahead), vs curl", hl, curl, 0, "— (for information)"))
 		}
 	}
