@@ -82,12 +82,7 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 	if err != nil {
 		return err
 	}
-	copts, err := o.cacheOptions(logger, client.Name())
-	if err != nil {
-		return err
-	}
-	copts.Mode = cache.Strict
-	c, err := cache.Open(ctx, client, copts)
+	c, err := o.strictCache(ctx, logger, client, client.Name())
 	if err != nil {
 		return err
 	}

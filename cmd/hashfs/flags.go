@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,4 +139,15 @@ func (o *options) tempCache(cmd *cobra.Command, prefix string) (cleanup func(), 
 	}
 	o.cacheDir = dir
 	return func() { os.RemoveAll(dir) }, nil
+}
+
+// strictCache opens a strict cache on o's cache directory reading from
+// src, for commands that write out only verified bytes (cat, pull).
+func (o *options) strictCache(ctx context.Context, logger *slog.Logger, src cache.Source, name string) (*cache.Cache, error) {
+	copts, err := o.cacheOptions(logger, name)
+	if err != nil {
+		return nil, err
+	}
+	copts.Mode = cache.Strict
+	return cache.Open(ctx, src, copts)
 }

@@ -84,12 +84,7 @@ func pull(cmd *cobra.Command, o *options, ref, dir string, ready func()) error {
 		return err
 	}
 	defer cleanup()
-	copts, err := o.cacheOptions(logger, client.Repository())
-	if err != nil {
-		return err
-	}
-	copts.Mode = cache.Strict
-	c, err := cache.Open(ctx, client, copts)
+	c, err := o.strictCache(ctx, logger, client, client.Repository())
 	if err != nil {
 		return err
 	}
