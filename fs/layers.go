@@ -76,24 +76,30 @@ func (t *treeDir) layer(ctx context.Context, n *manifestview.Node, out *fuse.Ent
 	return t.NewInode(ctx, d, gofs.StableAttr{Mode: fuse.S_IFDIR})
 }
 
-// tarDir is a directory inside a layer or a rootfs.
-type tarDir struct {
+// tarNode is what every node inside a layer or a rootfs has: its place in
+// the index's tree, shown with the tar entry's attributes.
+type tarNode struct {
 	gofs.Inode
 	readOnly
 	root *Root
 	node *layerindex.Node
 }
 
+var _ = (gofs.NodeGetattrer)((*tarNode)(nil))
+
+func (t *tarNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	t.root.tarAttr(&out.Attr, t.node)
+	return 0
+}
+
+// tarDir is a directory inside a layer or a rootfs.
+type tarDir struct{ tarNode }
+
 var (
 	_ = (gofs.NodeLookuper)((*tarDir)(nil))
 	_ = (gofs.NodeReaddirer)((*tarDir)(nil))
 	_ = (gofs.NodeGetattrer)((*tarDir)(nil))
 )
-
-func (d *tarDir) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.root.tarAttr(&out.Attr, d.node)
-	return 0
-}
 
 func (d *tarDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	return d.root.tarLookup(ctx, d.EmbeddedInode(), d.node, name, out)
@@ -113,15 +119,15 @@ func (r *Root) tarLookup(ctx context.Context, parent *gofs.Inode, dir *layerinde
 	mode := tarMode(c) &^ 0o7777
 	switch mode {
 	case fuse.S_IFDIR:
-		return parent.NewInode(ctx, &tarDir{root: r, node: c}, gofs.StableAttr{Mode: mode}), 0
+		return parent.NewInode(ctx, &tarDir{tarNode{root: r, node: c}}, gofs.StableAttr{Mode: mode}), 0
 	case fuse.S_IFLNK:
-		return parent.NewInode(ctx, &tarLink{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
+		return parent.NewInode(ctx, &tarLink{tarNode{root: r, node: c}}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
 	case fuse.S_IFREG:
-		ch := parent.NewInode(ctx, &tarFile{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)})
+		ch := parent.NewInode(ctx, &tarFile{tarNode{root: r, node: c}}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)})
 		r.remember(c.Layer.Digest, ch)
 		return ch, 0
 	}
-	return parent.NewInode(ctx, &tarSpecial{root: r, node: c}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
+	return parent.NewInode(ctx, &tarSpecial{tarNode{root: r, node: c}}, gofs.StableAttr{Mode: mode, Ino: tarIno(c)}), 0
 }
 
 func tarReaddir(dir *layerindex.Node) gofs.DirStream {
@@ -201,12 +207,7 @@ func (r *Root) tarAttr(a *fuse.Attr, n *layerindex.Node) {
 
 // tarLink is a symbolic link of a layer: its target is shown verbatim,
 // whatever it points at; hashfs never follows it.
-type tarLink struct {
-	gofs.Inode
-	readOnly
-	root *Root
-	node *layerindex.Node
-}
+type tarLink struct{ tarNode }
 
 var (
 	_ = (gofs.NodeReadlinker)((*tarLink)(nil))
@@ -217,34 +218,14 @@ func (l *tarLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(l.node.Entry.Linkname), 0
 }
 
-func (l *tarLink) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	l.root.tarAttr(&out.Attr, l.node)
-	return 0
-}
-
 // tarSpecial is a device or fifo of a layer: attributes only (the mount
 // is nodev).
-type tarSpecial struct {
-	gofs.Inode
-	readOnly
-	root *Root
-	node *layerindex.Node
-}
+type tarSpecial struct{ tarNode }
 
 var _ = (gofs.NodeGetattrer)((*tarSpecial)(nil))
 
-func (s *tarSpecial) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	s.root.tarAttr(&out.Attr, s.node)
-	return 0
-}
-
 // tarFile is a regular file of a layer.
-type tarFile struct {
-	gofs.Inode
-	readOnly
-	root *Root
-	node *layerindex.Node
-}
+type tarFile struct{ tarNode }
 
 var (
 	_ = (gofs.NodeGetattrer)((*tarFile)(nil))
@@ -254,11 +235,6 @@ var (
 )
 
 func (f *tarFile) OnForget() { f.root.forget(f.node.Layer.Digest, f.EmbeddedInode()) }
-
-func (f *tarFile) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.root.tarAttr(&out.Attr, f.node)
-	return 0
-}
 
 // Open reads through a Stream of the layer that pins the layer in the
 // cache for the life of the handle. The page cache is kept when what
