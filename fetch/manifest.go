@@ -44,15 +44,9 @@ func (c *Client) Manifest(ctx context.Context, ref string) (Doc, error) {
 		if resp.StatusCode != http.StatusOK {
 			return c.statusError(resp)
 		}
-		if resp.ContentLength > MaxManifestSize {
-			return tooBig(resp.ContentLength)
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+		body, err := readDocument(resp)
 		if err != nil {
-			return transient(fmt.Errorf("read body: %w", err))
-		}
-		if len(body) > MaxManifestSize {
-			return tooBig(-1)
+			return err
 		}
 		got := digest.Of(body)
 		if byDigest && got != want {
@@ -180,4 +174,21 @@ func genericType(mt string) bool {
 		return true
 	}
 	return false
+}
+
+// readDocument reads a manifest-sized response body: at most
+// MaxManifestSize bytes (more wraps hfserr.ErrInvalid); a body cut short
+// is transient.
+func readDocument(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength > MaxManifestSize {
+		return nil, tooBig(resp.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+	if err != nil {
+		return nil, transient(fmt.Errorf("read body: %w", err))
+	}
+	if len(body) > MaxManifestSize {
+		return nil, tooBig(-1)
+	}
+	return body, nil
 }

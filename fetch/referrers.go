@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/hashfs/hashfs/internal/digest"
@@ -122,15 +121,9 @@ func (c *Client) referrersPage(ctx context.Context, what, u string, first bool) 
 			}
 			return err
 		}
-		if resp.ContentLength > MaxManifestSize {
-			return tooBig(resp.ContentLength)
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+		body, err := readDocument(resp)
 		if err != nil {
-			return transient(fmt.Errorf("read body: %w", err))
-		}
-		if len(body) > MaxManifestSize {
-			return tooBig(-1)
+			return err
 		}
 		page, ok := parseReferrers(mediaType(resp.Header.Get("Content-Type"), nil), body)
 		switch {
