@@ -107,10 +107,13 @@ func (s *store) seal(d digest.Digest, tab *table) (*os.File, []int64) {
 		return nil, nil
 	}
 	if !bf.whole {
+		// In file order: the workers then read the file as the kernel
+		// reads it ahead (readAhead), not at random.
 		var todo []int64
-		for i, e := range bf.chunks {
+		for i := range int64(len(tab.sums)) {
+			e := bf.chunks[i]
 			switch {
-			case !tab.spans(i, e.size):
+			case e == nil || !tab.spans(i, e.size):
 				return nil, nil // not a chunk of this blob: reads replace it
 			case !e.verified:
 				todo = append(todo, i)

@@ -2,11 +2,13 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -109,6 +111,22 @@ func TestBackingAfterRestart(t *testing.T) {
 		}
 		if n := src.totalCalls(d); n != 0 {
 			t.Fatalf("%d fetches for a cached blob", n)
+		}
+	})
+	t.Run("chunks to hash are listed in file order", func(t *testing.T) {
+		// Map order would make the workers read the file at random, out
+		// of step with the kernel reading it ahead.
+		c := openCache(t, dir, newFake(b), Options{})
+		tab, _ := c.table(d)
+		for range 5 {
+			_, todo := c.store.seal(d, tab)
+			if len(todo) != 8 || !slices.IsSorted(todo) {
+				t.Fatalf("chunks to hash after a restart: %v, want 0..7 in order", todo)
+			}
+		}
+		all := c.store.chunkKeys()
+		if len(all) != 8 || !slices.IsSortedFunc(all, func(a, b chunkKey) int { return cmp.Compare(a.i, b.i) }) {
+			t.Fatalf("chunkKeys: %v, want 8 chunks in order", all)
 		}
 	})
 	t.Run("a corrupt chunk is dropped, then fetched by a read", func(t *testing.T) {

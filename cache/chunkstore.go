@@ -3,9 +3,11 @@ package cache
 import (
 	"crypto/sha256"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -542,14 +544,15 @@ func (s *store) purge(d digest.Digest) {
 	os.RemoveAll(s.blobDir(d))
 }
 
-// chunkKeys lists every cached chunk, least recently used blob first.
+// chunkKeys lists every cached chunk, least recently used blob first,
+// each blob's in file order (reading them so lets the kernel read ahead).
 func (s *store) chunkKeys() []chunkKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []chunkKey
 	for _, d := range s.lru.Keys() {
 		bf, _ := s.lru.Peek(d)
-		for i := range bf.chunks {
+		for _, i := range slices.Sorted(maps.Keys(bf.chunks)) {
 			out = append(out, chunkKey{d, i})
 		}
 	}
