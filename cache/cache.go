@@ -267,6 +267,9 @@ func (c *Cache) Usage() int64 { return c.store.usageBytes() }
 // Mode returns the verification mode.
 func (c *Cache) Mode() Mode { return c.o.Mode }
 
+// ChunkSize returns the unit of fetches and checks, in bytes.
+func (c *Cache) ChunkSize() int64 { return c.o.ChunkSize }
+
 // Status describes what the cache knows about one blob.
 type Status struct {
 	Size        int64

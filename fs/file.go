@@ -64,6 +64,7 @@ func (f *fileNode) fill(a *fuse.Attr) {
 	a.Mode = fuse.S_IFREG | 0o444
 	a.Size = uint64(f.desc.Size)
 	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = f.root.blksize()
 	a.Ino = f.desc.Digest.Ino(f.desc.Size)
 	a.Nlink = 1
 	f.root.times(a)

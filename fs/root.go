@@ -147,6 +147,15 @@ func (r *Root) dirAttr(a *fuse.Attr) {
 	r.times(a)
 }
 
+// blksize is the st_blksize of a blob's file: the cache's chunk size (at
+// most 4 MiB), as NFS reports its rsize. Readers that size their buffers
+// by it (cat, cp, stdio, Python's io) then ask for whole chunks: one
+// FUSE round trip per chunk for reads the daemon answers, and fewer
+// system calls for those the kernel serves (passthrough, page cache).
+func (r *Root) blksize() uint32 {
+	return uint32(min(r.cfg.Cache.ChunkSize(), 4<<20))
+}
+
 func (r *Root) times(a *fuse.Attr) {
 	t := uint64(r.mtime.Unix())
 	a.Mtime, a.Atime, a.Ctime = t, t, t

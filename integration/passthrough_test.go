@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -39,6 +40,11 @@ func TestPassthroughStrict(t *testing.T) {
 		t.Skipf("the kernel refused passthrough: %s", firstLine(m.stderr(), "FUSE passthrough off"))
 	}
 	file := m.path("sha256/" + hexd)
+	// st_blksize is the chunk size, so cat and stdio read whole chunks.
+	var st syscall.Stat_t
+	if err := syscall.Stat(file, &st); err != nil || st.Blksize != 256<<10 {
+		t.Errorf("stat: st_blksize %d (err %v), want the chunk size %d", st.Blksize, err, 256<<10)
+	}
 	for i := 0; i < 2; i++ {
 		if got := mustRead(t, file); !bytes.Equal(got, data) {
 			t.Fatalf("read %d: wrong bytes", i)
