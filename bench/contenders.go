@@ -152,12 +152,14 @@ func (b *bench) readHashfs(ctx context.Context, caseName string, prox *proxy, o 
 	return b.record(m)
 }
 
-// readLocal times cat of a local file, cold (page cache dropped) or hot.
-func (b *bench) readLocal(ctx context.Context, caseName, path string, size int64, dropCache bool) measurement {
-	m := measurement{Case: caseName, Contender: "local cat", Bytes: size}
+// readLocal times cat of a local file, cold (page cache dropped) or hot;
+// passes as for catOn.
+func (b *bench) readLocal(ctx context.Context, caseName, path string, size int64, dropCache bool, passes ...int) measurement {
+	argv := catArgv(path, passes)
+	m := measurement{Case: caseName, Contender: "local cat", Bytes: size * int64(len(argv)-1)}
 	if dropCache {
 		b.cold(&m)
 	}
-	b.timed(ctx, &m, nil, nil, [][]string{{"cat", path}})
+	b.timed(ctx, &m, nil, nil, [][]string{argv})
 	return b.record(m)
 }
