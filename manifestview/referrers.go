@@ -3,6 +3,7 @@ package manifestview
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -43,7 +44,8 @@ type referrersAnswer struct {
 // referrers/ (see ReferrerName) and sorted by name. An answer is fresh for
 // TagTTL, as tags are. When the registry fails, the last known answer is
 // returned (a warning is logged, and the registry is asked again after
-// TagTTL); the error only when there is none. A referrer the registry
+// TagTTL), or else the one KnownReferrers kept from an earlier run; the
+// error only when there is neither. Fresh answers go to OnReferrers. A referrer the registry
 // lists without an artifact type (or with the empty descriptor's type)
 // is read once, verified and stored like any manifest, for the type its
 // document gives. Every referrer is recorded as known.
@@ -57,12 +59,70 @@ func (r *Repo) Referrers(ctx context.Context, d digest.Digest) ([]Referrer, erro
 	if err == nil {
 		return v.([]Referrer), nil
 	}
-	if a, ok := r.refs.Get(d); ok && ctx.Err() == nil {
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	if a, ok := r.refs.Get(d); ok {
 		r.log.Warn("cannot list referrers; showing the last known answer", "digest", d, "err", err)
 		r.refs.Add(d, referrersAnswer{list: a.list, at: r.now()})
 		return a.list, nil
 	}
+	if list, ok := r.savedReferrers(d); ok {
+		r.log.Warn("cannot list referrers; showing the answer saved by an earlier run", "digest", d, "err", err)
+		r.refs.Add(d, referrersAnswer{list: list, at: r.now()})
+		return list, nil
+	}
 	return nil, err
+}
+
+// savedReferrers is the answer for d that KnownReferrers kept from an
+// earlier run, named, sorted and recorded as known.
+func (r *Repo) savedReferrers(d digest.Digest) ([]Referrer, bool) {
+	if r.knownRefs == nil {
+		return nil, false
+	}
+	descs, ok := r.knownRefs(d)
+	if !ok {
+		return nil, false
+	}
+	return r.referrerList(descs), true
+}
+
+// referrerList names descs for referrers/, one per digest, sorted by
+// name, and records each as known.
+func (r *Repo) referrerList(descs []Desc) []Referrer {
+	list := make([]Referrer, 0, len(descs))
+	seen := make(map[digest.Digest]bool, len(descs))
+	for _, desc := range descs {
+		if desc.Digest.IsZero() || seen[desc.Digest] {
+			continue
+		}
+		seen[desc.Digest] = true
+		r.record(desc, false)
+		list = append(list, Referrer{Name: ReferrerName(desc), Desc: desc})
+	}
+	slices.SortFunc(list, func(a, b Referrer) int { return strings.Compare(a.Name, b.Name) })
+	return list
+}
+
+// saveReferrers hands a fresh answer for d to OnReferrers unless it is
+// the one this run already had.
+func (r *Repo) saveReferrers(d digest.Digest, prev, list []Referrer, hadPrev bool) {
+	if r.onReferrers == nil {
+		return
+	}
+	same := hadPrev && slices.EqualFunc(prev, list, func(a, b Referrer) bool {
+		return a.Name == b.Name && a.Desc.Size == b.Desc.Size && a.Desc.MediaType == b.Desc.MediaType &&
+			maps.Equal(a.Desc.Annotations, b.Desc.Annotations)
+	})
+	if same {
+		return
+	}
+	descs := make([]Desc, len(list))
+	for i, ref := range list {
+		descs[i] = ref.Desc
+	}
+	r.onReferrers(d, descs)
 }
 
 func (r *Repo) loadReferrers(ctx context.Context, d digest.Digest) ([]Referrer, error) {
@@ -86,18 +146,10 @@ func (r *Repo) loadReferrers(ctx context.Context, d digest.Digest) ([]Referrer, 
 	}
 	descs = slices.Clone(descs)
 	r.completeTypes(ctx, descs)
-	list := make([]Referrer, 0, len(descs))
-	seen := make(map[digest.Digest]bool, len(descs))
-	for _, desc := range descs {
-		if desc.Digest.IsZero() || seen[desc.Digest] {
-			continue
-		}
-		seen[desc.Digest] = true
-		r.record(desc, false)
-		list = append(list, Referrer{Name: ReferrerName(desc), Desc: desc})
-	}
-	slices.SortFunc(list, func(a, b Referrer) int { return strings.Compare(a.Name, b.Name) })
+	list := r.referrerList(descs)
+	prev, hadPrev := r.refs.Peek(d)
 	r.refs.Add(d, referrersAnswer{list: list, at: r.now()})
+	r.saveReferrers(d, prev.list, list, hadPrev)
 	return list, nil
 }
 

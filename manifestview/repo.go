@@ -48,6 +48,14 @@ type RepoOptions struct {
 	// OnTags, if set, is called with every fresh answer (under the tag
 	// lock: it must not call back into the Repo), to persist it.
 	OnTags func([]Tag)
+	// KnownReferrers, if set, returns the last known referrers of subject
+	// d from an earlier run (ok false if none), served while the registry
+	// cannot be reached.
+	KnownReferrers func(d digest.Digest) (descs []Desc, ok bool)
+	// OnReferrers, if set, is called with every fresh referrers answer
+	// that differs from the one before it in this run (no lock held), to
+	// persist it. descs is empty when d has no referrers.
+	OnReferrers func(d digest.Digest, descs []Desc)
 }
 
 const treeCacheSize = 256
@@ -74,7 +82,9 @@ type Repo struct {
 	known     map[digest.Digest]knownDesc
 	platforms map[digest.Digest]Platform // of manifests, from the index entries seen
 
-	refs *lru.Cache[digest.Digest, referrersAnswer] // last answer per subject
+	refs        *lru.Cache[digest.Digest, referrersAnswer] // last answer per subject
+	knownRefs   func(digest.Digest) ([]Desc, bool)         // RepoOptions.KnownReferrers
+	onReferrers func(digest.Digest, []Desc)                // RepoOptions.OnReferrers
 
 	tagMu   sync.Mutex
 	tagList []string             // last listing that succeeded
@@ -95,15 +105,17 @@ type tagTarget struct {
 // NewRepo returns a Repo reading from reg and caching documents in docs.
 func NewRepo(reg Registry, docs DocStore, o RepoOptions) *Repo {
 	r := &Repo{
-		reg:     reg,
-		get:     o.ResolveTagsWithGet,
-		onTags:  o.OnTags,
-		docs:    docs,
-		ttl:     o.TagTTL,
-		log:     o.Logger,
-		now:     o.Now,
-		known:   map[digest.Digest]knownDesc{},
-		targets: map[string]tagTarget{},
+		reg:         reg,
+		get:         o.ResolveTagsWithGet,
+		onTags:      o.OnTags,
+		knownRefs:   o.KnownReferrers,
+		onReferrers: o.OnReferrers,
+		docs:        docs,
+		ttl:         o.TagTTL,
+		log:         o.Logger,
+		now:         o.Now,
+		known:       map[digest.Digest]knownDesc{},
+		targets:     map[string]tagTarget{},
 	}
 	if r.ttl <= 0 {
 		r.ttl = time.Minute

@@ -64,11 +64,18 @@ func (p *parts) add(path, repoName string, fr fetchRepo) *member {
 		src = registrySource{fr}
 	}
 	tf := newTagsFile(p.o.cacheDir, repoName, p.log)
+	rf := newReferrersFiles(p.o.cacheDir, repoName, p.log)
+	knownRefs := rf.load
+	if fr == nil {
+		knownRefs = rf.loadOffline
+	}
 	repo := manifestview.NewRepo(src, p.cache, manifestview.RepoOptions{
-		KnownTags: tf.load(),
-		OnTags:    tf.save,
-		TagTTL:    p.o.tagTTL,
-		Logger:    p.log.With("source", repoName),
+		KnownTags:      tf.load(),
+		OnTags:         tf.save,
+		KnownReferrers: knownRefs,
+		OnReferrers:    rf.save,
+		TagTTL:         p.o.tagTTL,
+		Logger:         p.log.With("source", repoName),
 		// Docker Hub counts manifest GETs against its pull rate limit and
 		// HEADs not; elsewhere a GET costs the same round trip and saves
 		// fetching the manifest again when its tree is browsed.

@@ -12,7 +12,7 @@ import (
 
 // offlineSource is the network with --offline: nothing is fetched, so
 // the mount serves what the cache holds (verified blobs, manifests by
-// digest) and the last known tags.
+// digest) and the last known tags and referrers.
 type offlineSource struct{ cache *cache.Cache }
 
 var errOffline = fmt.Errorf("--offline: not in the cache: %w", hfserr.ErrUnavailable)
@@ -26,6 +26,13 @@ func (*offlineSource) StatManifest(context.Context, string) (manifestview.Desc, 
 }
 
 func (*offlineSource) Tags(context.Context) ([]string, error) { return nil, errOffline }
+
+var _ manifestview.ReferrerLister = (*offlineSource)(nil)
+
+// Referrers fails, so that manifestview.Repo serves the saved answer.
+func (*offlineSource) Referrers(context.Context, digest.Digest) ([]manifestview.Desc, error) {
+	return nil, errOffline
+}
 
 func (*offlineSource) FetchRange(context.Context, digest.Digest, int64, int64) ([]byte, error) {
 	return nil, errOffline

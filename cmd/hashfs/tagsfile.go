@@ -63,20 +63,28 @@ func (f tagsFile) save(tags []manifestview.Tag) {
 		recs = append(recs, tagRecord{t.Name, t.Target.Digest.String(), t.Target.Size, t.Target.MediaType})
 	}
 	b, _ := json.Marshal(recs)
-	tmp, err := os.CreateTemp(f.tmp, "w-*")
-	if err == nil {
-		_, err = tmp.Write(b)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), f.path)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}
-	if err != nil {
+	if err := writeAtomic(f.tmp, f.path, b); err != nil {
 		f.log.Warn("cannot save the last known tags", "file", f.path, "err", err)
 	}
+}
+
+// writeAtomic writes b to path through a temporary file in tmpDir (on
+// the same file system) renamed into place, so that a reader sees the old
+// contents or the new, never a part.
+func writeAtomic(tmpDir, path string, b []byte) error {
+	tmp, err := os.CreateTemp(tmpDir, "w-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
