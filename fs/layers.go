@@ -22,13 +22,21 @@ import (
 // The files inside layers: manifests/sha256:<m>/layers/<n>/ (and an ORAS
 // directory at its title) show a tar layer's tree as layerindex indexed
 // it. Every compressed byte is read through the cache (cache.Reader), so
-// what is served obeys the verification mode exactly like the blob.
+// what is served obeys the verification mode exactly like the blob; a
+// layer listed from its TOC also checks every chunk of a file against
+// the TOC's digest before serving it.
 
 // cacheLayers is the layerindex.Source of the mount: the cache.
 type cacheLayers struct{ c *cache.Cache }
 
 func (s cacheLayers) Open(d digest.Digest, size int64) layerindex.BlobCloser {
 	return s.c.Open(d, size)
+}
+
+// Peek reads a layer's TOC without waiting for the layer to verify: the
+// layerindex checks it against the digest the manifest gives it.
+func (s cacheLayers) Peek(ctx context.Context, d digest.Digest, size, off, n int64) ([]byte, error) {
+	return s.c.Peek(ctx, d, size, off, n)
 }
 
 func (s cacheLayers) State(d digest.Digest, size int64) (bool, bool) {
@@ -53,7 +61,10 @@ func newIndexer(cfg Config) *layerindex.Indexer {
 // layer answers the lookup of a tree's Layer node: the tar's root for
 // layers/<n>, or for an ORAS directory the tar's directory at its title
 // (the root if the tar has none). The layer is indexed on first use, not
-// on lookup, so that ls layers/ is cheap.
+// on lookup, so that ls layers/ is cheap: from its eStargz or
+// zstd:chunked table of contents when the descriptor announces one (only
+// the TOC is fetched, checked against the digest the manifest gives it),
+// otherwise by a pass over the whole layer.
 func (t *treeDir) layer(ctx context.Context, n *manifestview.Node, out *fuse.EntryOut) *gofs.Inode {
 	desc, sub := n.Desc, ""
 	if manifestview.IsUnpackDir(desc) {
@@ -61,7 +72,7 @@ func (t *treeDir) layer(ctx context.Context, n *manifestview.Node, out *fuse.Ent
 	}
 	d := &indexedDir{root: t.root, what: "index layer", desc: desc,
 		build: func(ctx context.Context) (*layerindex.Node, error) {
-			l, err := t.root.layers.Layer(ctx, desc.Digest, desc.Size)
+			l, err := t.root.layers.LayerFor(ctx, desc.Digest, desc.Size, desc.Annotations)
 			if err != nil {
 				return nil, err
 			}
@@ -261,7 +272,7 @@ func (f *tarFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 // index found damaged, a lazy layer that failed and verified since).
 func (r *Root) fresh(ctx context.Context, l *layerindex.Layer) (*layerindex.Layer, syscall.Errno) {
 	desc := manifestview.Desc{Digest: l.Digest, Size: l.Size}
-	nl, err := r.layers.Layer(ctx, l.Digest, l.Size)
+	nl, err := r.layers.Again(ctx, l)
 	if err != nil {
 		return nil, r.fail("index layer", desc, err)
 	}

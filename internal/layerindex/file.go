@@ -39,9 +39,12 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	want := min(int64(len(p)), e.Size-off)
 	var n int
 	var err error
-	if e.Sparse {
+	switch {
+	case f.s.l.TOC.Kind != NoTOC:
+		n, err = f.readChunks(ctx, p[:want], off)
+	case e.Sparse:
 		n, err = f.readSparse(ctx, p[:want], off)
-	} else {
+	default:
 		n, err = f.s.ReadAt(ctx, p[:want], e.Offset+off)
 	}
 	if err == io.EOF && int64(n) < want {

@@ -100,6 +100,10 @@ type Entry struct {
 	// from HeaderOffset.
 	Sparse bool
 	Xattrs map[string]string // PAX SCHILY.xattr.* records
+	// Chunks locate a regular file's bytes in the compressed layer, in
+	// file order, when the index was built from a table of contents
+	// (Index.TOC); Offset is then unused.
+	Chunks []Chunk
 }
 
 // Index is what the first pass learns about one layer.
@@ -113,6 +117,12 @@ type Index struct {
 	Entries     []Entry
 	Checkpoints []Checkpoint // sorted by Out; the first is at 0
 	Windows     []WindowRef  // where the store keeps each window
+	// TOC, when its Kind is not NoTOC, says the entries come from the
+	// layer's table of contents (eStargz, zstd:chunked) that the manifest
+	// announced, not from a pass over the layer: there are no
+	// checkpoints, TarSize and DiffID are zero, and regular files are
+	// read by their Chunks.
+	TOC TOCRef
 }
 
 // WindowRef locates a window in a stored index file and checks it.
@@ -123,7 +133,7 @@ type WindowRef struct {
 }
 
 // indexVersion changes whenever Index or the store format does.
-const indexVersion = 1
+const indexVersion = 2
 
 // IsDir and friends classify an entry.
 func (e *Entry) IsDir() bool     { return e.Type == tar.TypeDir }

@@ -47,11 +47,20 @@ type Indexer struct {
 	o      Options
 	log    *slog.Logger
 	spans  *spanCache
-	layers *lru.Cache[digest.Digest, *Layer]
+	chunks *chunkCache
+	layers *lru.Cache[layerKey, *Layer]
 	flight singleflight.Group
 
 	mu      sync.Mutex
 	pending map[digest.Digest]*storeWriter // built from bytes not yet verified (lazy)
+}
+
+// layerKey names an indexed layer in memory: a layer with a TOC may be
+// indexed both ways (its TOC for layers/<n>/, a full pass for rootfs/
+// and its diff_id).
+type layerKey struct {
+	d   digest.Digest
+	toc bool
 }
 
 // New returns an Indexer reading layers from src.
@@ -68,12 +77,13 @@ func New(src Source, o Options) *Indexer {
 	}
 	// An evicted layer keeps working for whoever holds it; its idle
 	// cursors (decoders) are let go.
-	layers, err := lru.NewWithEvict[digest.Digest, *Layer](o.Layers, func(_ digest.Digest, l *Layer) { l.cursors.closeAll() })
+	layers, err := lru.NewWithEvict[layerKey, *Layer](o.Layers, func(_ layerKey, l *Layer) { l.cursors.closeAll() })
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
 	return &Indexer{src: src, o: o, log: o.Logger.With("component", "layerindex"),
-		spans: newSpanCache(o.Spans), layers: layers, pending: map[digest.Digest]*storeWriter{}}
+		spans: newSpanCache(o.Spans), chunks: newChunkCache(defaultChunkBytes), layers: layers,
+		pending: map[digest.Digest]*storeWriter{}}
 }
 
 // Layer returns the indexed layer d of size bytes: from memory, from the
@@ -82,7 +92,7 @@ func New(src Source, o Options) *Indexer {
 // when its ctx ends). A layer that is not a tar stream in a format
 // hashfs reads wraps hfserr.ErrInvalid.
 func (x *Indexer) Layer(ctx context.Context, d digest.Digest, size int64) (*Layer, error) {
-	if l, ok := x.layers.Get(d); ok && l.Size == size {
+	if l, ok := x.layers.Get(layerKey{d: d}); ok && l.Size == size {
 		if err := x.settle(l); err == nil {
 			return l, nil
 		}
@@ -103,6 +113,9 @@ func (x *Indexer) Layer(ctx context.Context, d digest.Digest, size int64) (*Laye
 // settle persists an index built from bytes that have verified since,
 // and drops one whose layer failed verification.
 func (x *Indexer) settle(l *Layer) error {
+	if l.TOC.Kind != NoTOC {
+		return nil // stored when built: its bytes were checked against the manifest
+	}
 	x.mu.Lock()
 	w := x.pending[l.Digest]
 	x.mu.Unlock()
@@ -133,11 +146,14 @@ func (x *Indexer) settle(l *Layer) error {
 // waiting to be stored. A Layer of d already handed out fails every read
 // from then on.
 func (x *Indexer) forget(d digest.Digest) {
-	if l, ok := x.layers.Peek(d); ok {
-		l.dead.Store(true)
+	for _, k := range []layerKey{{d, false}, {d, true}} {
+		if l, ok := x.layers.Peek(k); ok {
+			l.dead.Store(true)
+		}
+		x.layers.Remove(k)
 	}
-	x.layers.Remove(d)
 	x.spans.drop(d)
+	x.chunks.drop(d)
 	x.mu.Lock()
 	w := x.pending[d]
 	delete(x.pending, d)
@@ -148,19 +164,19 @@ func (x *Indexer) forget(d digest.Digest) {
 }
 
 func (x *Indexer) load(ctx context.Context, d digest.Digest, size int64) (*Layer, error) {
-	if l, ok := x.layers.Get(d); ok && l.Size == size {
+	if l, ok := x.layers.Get(layerKey{d: d}); ok && l.Size == size {
 		if err := x.settle(l); err == nil {
 			return l, nil
 		}
 	}
 	if st := x.o.Store; st != nil {
-		ix, wins, err := st.load(d, size)
+		ix, wins, err := st.load(d, size, nil)
 		if err != nil {
 			x.log.Warn("stored layer index unusable; indexing again", "layer", d.String(), "err", err)
 		}
 		if ix != nil {
 			l := x.newLayer(ix, wins)
-			x.layers.Add(d, l)
+			x.layers.Add(layerKey{d: d}, l)
 			return l, nil
 		}
 	}
@@ -216,12 +232,12 @@ func (x *Indexer) build(ctx context.Context, d digest.Digest, size int64) (*Laye
 			return nil, err
 		}
 	}
-	x.layers.Add(d, l)
+	x.layers.Add(layerKey{d: d}, l)
 	return l, nil
 }
 
 func (x *Indexer) newLayer(ix *Index, wins windows) *Layer {
-	l := &Layer{Index: ix, wins: wins, spans: x.spans}
+	l := &Layer{Index: ix, wins: wins, spans: x.spans, chunks: x.chunks}
 	l.open = func() BlobCloser { return x.src.Open(ix.Digest, ix.Size) }
 	l.broken = func() {
 		x.log.Warn("stored layer index is corrupt; dropping it", "layer", ix.Digest.String())

@@ -18,8 +18,9 @@ type Layer struct {
 	*Index
 	Root *Node
 
-	wins  windows
-	spans *spanCache
+	wins   windows
+	spans  *spanCache
+	chunks *chunkCache // decoded chunks (layers indexed from a TOC)
 	// broken is called when a stored window fails its check, so that the
 	// index is dropped and built again.
 	broken func()
@@ -140,6 +141,9 @@ func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	l := s.l
 	if off < 0 {
 		return 0, fmt.Errorf("read at %d: %w", off, hfserr.ErrInvalid)
+	}
+	if l.TOC.Kind != NoTOC {
+		return 0, fmt.Errorf("layer %s was indexed from its %s TOC: its tar stream is not indexed: %w", l.Digest, l.TOC.Kind, hfserr.ErrInvalid)
 	}
 	if off >= l.TarSize {
 		return 0, io.EOF

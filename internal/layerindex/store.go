@@ -62,7 +62,15 @@ func OpenStore(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
-func (s *Store) path(d digest.Digest) string { return filepath.Join(s.dir, d.Hex()) }
+// path is where the index of d is kept: <hex> for one built by a pass
+// over the layer, <hex>.toc for one built from the layer's TOC (kept
+// side by side: rootfs/ and the diff_id tar need the first).
+func (s *Store) path(d digest.Digest, toc bool) string {
+	if toc {
+		return filepath.Join(s.dir, d.Hex()+".toc")
+	}
+	return filepath.Join(s.dir, d.Hex())
+}
 
 // create starts a new index file under a temporary name.
 func (s *Store) create() (*storeWriter, error) {
@@ -130,7 +138,7 @@ func (w *storeWriter) commit(ix *Index) error {
 	if err == nil {
 		err = w.f.Sync()
 	}
-	final := w.s.path(ix.Digest)
+	final := w.s.path(ix.Digest, ix.TOC.Kind != NoTOC)
 	if err == nil {
 		err = os.Rename(w.f.Name(), final)
 	}
@@ -150,14 +158,18 @@ func (w *storeWriter) abort() {
 	w.wins.reopen("")
 }
 
-// remove deletes the stored index of d.
-func (s *Store) remove(d digest.Digest) { os.Remove(s.path(d)) }
+// remove deletes the stored index of d (both kinds).
+func (s *Store) remove(d digest.Digest) {
+	os.Remove(s.path(d, false))
+	os.Remove(s.path(d, true))
+}
 
-// load reads the stored index of d, which must be size bytes. A missing
-// file is (nil, nil, nil); a corrupt or stale one is removed and also
-// reported as missing.
-func (s *Store) load(d digest.Digest, size int64) (*Index, *fileWindows, error) {
-	p := s.path(d)
+// load reads the stored index of d, which must be size bytes (with toc,
+// the one built from the TOC ref describes). A missing file is (nil,
+// nil, nil); a corrupt or stale one is removed and also reported as
+// missing.
+func (s *Store) load(d digest.Digest, size int64, toc *TOCRef) (*Index, *fileWindows, error) {
+	p := s.path(d, toc != nil)
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, nil
@@ -169,6 +181,14 @@ func (s *Store) load(d digest.Digest, size int64) (*Index, *fileWindows, error) 
 	ix, why := readIndex(f)
 	if why == "" && (ix.Digest != d || ix.Size != size) {
 		why = "it belongs to another layer"
+	}
+	if why == "" && toc != nil && ix.TOC != *toc {
+		// Another manifest may name another TOC for the same layer: keep
+		// the file, which a TOC that checks out replaces.
+		return nil, nil, nil
+	}
+	if why == "" && toc == nil && ix.TOC.Kind != NoTOC {
+		why = "it was built from a table of contents"
 	}
 	if why != "" {
 		os.Remove(p)
@@ -214,6 +234,9 @@ func readIndex(f *os.File) (*Index, string) {
 // check makes sure an index read back is usable: checkpoints in order and
 // in range, windows referenced exist, entries inside the stream.
 func (ix *Index) check() error {
+	if ix.TOC.Kind != NoTOC {
+		return ix.checkTOC()
+	}
 	if len(ix.Checkpoints) == 0 || ix.Checkpoints[0].Out != 0 {
 		return errors.New("no checkpoint at 0")
 	}
