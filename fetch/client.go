@@ -61,7 +61,8 @@ type Stats struct {
 	Requests  int64 // HTTP requests issued by this package (each attempt counts)
 	BlobBytes int64 // blob body bytes read, including bytes skipped when a server ignored Range
 	Retries   int64 // attempts repeated after a transient failure
-	Failures  int64 // operations that gave up after the retry budget
+	Failures  int64 // operations that gave up after the retry budget, or at once at an endpoint found unreachable
+	Skipped   int64 // operations not tried: the endpoint was unreachable a moment ago (ErrEndpointDown)
 }
 
 // MaxManifestSize is the largest manifest accepted; bigger ones are

@@ -45,6 +45,9 @@ type meter struct {
 	blobBytes atomic.Int64
 	retried   atomic.Int64
 	failures  atomic.Int64
+	skipped   atomic.Int64
+
+	health health // of the one endpoint a Client speaks to; unused by a URLSource
 }
 
 // init applies o's retry and logging settings and their defaults.
@@ -66,7 +69,8 @@ func (m *meter) init(o Options) {
 
 // snapshot returns the running totals.
 func (m *meter) snapshot() Stats {
-	return Stats{Requests: m.requests.Load(), BlobBytes: m.blobBytes.Load(), Retries: m.retried.Load(), Failures: m.failures.Load()}
+	return Stats{Requests: m.requests.Load(), BlobBytes: m.blobBytes.Load(), Retries: m.retried.Load(),
+		Failures: m.failures.Load(), Skipped: m.skipped.Load()}
 }
 
 // retry runs attempt until it succeeds, fails permanently, the context ends or
@@ -74,8 +78,38 @@ func (m *meter) snapshot() Stats {
 // a stale redirect is re-asked from its origin. Exhaustion wraps
 // hfserr.ErrUnavailable and the last cause.
 func (m *meter) retry(ctx context.Context, what string, attempt func(context.Context) error) error {
+	return m.retryAt(ctx, nil, what, attempt)
+}
+
+// retryAt is retry at one endpoint whose health h (nil: not tracked)
+// decides whether to try at all (see health): an endpoint that could not
+// be reached a moment ago fails the operation at once with
+// ErrEndpointDown, and an attempt that cannot reach it ends the retries
+// of every operation but the one that found it down.
+func (m *meter) retryAt(ctx context.Context, h *health, what string, attempt func(context.Context) error) error {
+	r := roleNormal
+	if h != nil {
+		var err error
+		if r, err = h.enter(); err != nil {
+			m.skipped.Add(1)
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		defer func() { h.leave(r) }()
+	}
 	for tries := 1; ; tries++ {
 		err := attempt(ctx)
+		if h != nil && ctx.Err() == nil {
+			if isUnreachable(err) {
+				var again bool
+				if r, again = h.unreachable(r); !again {
+					m.failures.Add(1)
+					return fmt.Errorf("%s: %w: %w", what, hfserr.ErrUnavailable, err)
+				}
+			} else if !errors.Is(err, context.Canceled) {
+				h.reached()
+				r = roleNormal // the probe, if held, was given back
+			}
+		}
 		if err == nil {
 			return nil
 		}
@@ -89,6 +123,12 @@ func (m *meter) retry(ctx context.Context, what string, attempt func(context.Con
 		if tries > m.retries {
 			m.failures.Add(1)
 			return fmt.Errorf("%s: gave up after %d attempts: %w: %w", what, tries, hfserr.ErrUnavailable, te.err)
+		}
+		if h != nil {
+			if err := h.stillUp(r); err != nil {
+				m.skipped.Add(1)
+				return fmt.Errorf("%s: %w (last error: %v)", what, err, te.err)
+			}
 		}
 		m.retried.Add(1)
 		wait := m.backoff(tries-1, te.retryAfter)
@@ -106,7 +146,7 @@ func (m *meter) retry(ctx context.Context, what string, attempt func(context.Con
 // retry runs attempt under the meter's policy with a client on the
 // authenticated transport, built (or rebuilt) for each attempt as needed.
 func (c *Client) retry(ctx context.Context, what string, attempt func(context.Context, *http.Client) error) error {
-	return c.meter.retry(ctx, what, func(ctx context.Context) error {
+	return c.meter.retryAt(ctx, &c.health, what, func(ctx context.Context) error {
 		hc, err := c.httpClient(ctx)
 		if err != nil {
 			return err
