@@ -285,3 +285,102 @@ func mustRepo(t *testing.T, s string) name.Repository {
 	}
 	return r
 }
+
+// TestSourcesOneDown: of two docker-registry sources, one stops (its
+// proxy refuses connections). Looking up a digest no source has costs the
+// stopped one's retry budget once; the next lookups do not ask it at all
+// (hashfs status counts its requests and the operations it skipped), and
+// a tag past --tag-ttl falls back to the last known answer without asking
+// it either.
+func TestSourcesOneDown(t *testing.T) {
+	needFUSE(t)
+	upHost, _ := startDistribution(t)
+	downHost, _ := startDistribution(t)
+	proxy := newFaultProxy(t, downHost)
+	pushFile(t, upHost+"/lab/up", "v1", "up.bin", randomBytes(t, 10<<10))
+	onDown := randomBytes(t, 20<<10)
+	pushFile(t, downHost+"/lab/down", "v1", "down.bin", onDown)
+	downRepo := proxy.addr + "/lab/down"
+
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	m := startDaemon(t, dir, cacheDir, "mount", "--cache-dir", cacheDir, "--tag-ttl", "1s", upHost+"/lab/up", downRepo, dir)
+	tagLink := m.path(downRepo + "/tags/v1")
+	target, err := os.Readlink(tagLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.path("sha256/"+sha256Hex(onDown))); !bytes.Equal(got, onDown) {
+		t.Fatal("wrong bytes from the source before it stopped")
+	}
+	downStats := func() (requests, skipped int64) {
+		t.Helper()
+		out, errs, err := hashfsCmd(t, "status", "--json", dir)
+		if err != nil {
+			t.Fatalf("status: %v %s", err, errs)
+		}
+		var st struct {
+			Sources []struct {
+				Name  string `json:"name"`
+				Stats struct{ Requests, Skipped int64 }
+			} `json:"sources"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v: %s", err, out)
+		}
+		for _, s := range st.Sources {
+			if strings.HasPrefix(s.Name, proxy.addr) {
+				return s.Stats.Requests, s.Stats.Skipped
+			}
+		}
+		t.Fatalf("no source %s in status: %s", downRepo, out)
+		return 0, 0
+	}
+
+	proxy.down()
+	absent := m.path("sha256/" + sha256Hex([]byte("no source has this")))
+	var requests, skipped []int64
+	var took []time.Duration
+	for range 5 {
+		r0, s0 := downStats()
+		start := time.Now()
+		withTimeout(t, "stat of an absent digest", func() { _, err = os.Stat(absent) })
+		took = append(took, time.Since(start))
+		if err == nil {
+			t.Fatalf("stat %s: found", absent)
+		}
+		r1, s1 := downStats()
+		requests, skipped = append(requests, r1-r0), append(skipped, s1-s0)
+	}
+	t.Logf("stat of an absent digest, one source down: took %v, requests to it %v, operations skipped %v", took, requests, skipped)
+	if requests[0] == 0 {
+		t.Errorf("the first lookup made no request to the stopped source: %v", requests)
+	}
+	var later, laterSkipped int64
+	for i := 1; i < len(requests); i++ {
+		later += requests[i]
+		laterSkipped += skipped[i]
+	}
+	// Each later lookup takes milliseconds, so at most a probe or two
+	// fall due (the first interval is 1s).
+	if later > 2 {
+		t.Errorf("lookups 2-5 made %d requests to the stopped source (the first made %d): want next to none", later, requests[0])
+	}
+	if laterSkipped == 0 {
+		t.Errorf("lookups 2-5 skipped no operation at the stopped source: %v", skipped)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // past --tag-ttl
+	r0, _ := downStats()
+	var got string
+	start := time.Now()
+	withTimeout(t, "readlink past the tag TTL", func() { got, err = os.Readlink(tagLink) })
+	tagTook := time.Since(start)
+	if err != nil || got != target {
+		t.Errorf("readlink %s with the source stopped: %q, %v; want the last known %q", tagLink, got, err, target)
+	}
+	r1, _ := downStats()
+	t.Logf("readlink of a tag past --tag-ttl, its source down: took %v, %d requests to it", tagTook, r1-r0)
+	if r1-r0 > 2 {
+		t.Errorf("the tag's refresh made %d requests to the stopped source, want at most a probe", r1-r0)
+	}
+}
