@@ -689,8 +689,8 @@ func TestFaultRegistryDown(t *testing.T) {
 	wantBytes(t, "tag pushed while down", timedRead(t, m.path("tags/later/later.bin"), cmdTimeout), later)
 	row.reader = fmt.Sprintf("cached file: %s; `readlink tags/warm` past --tag-ttl 1s: the last known target; uncached file by tag: %s; `ls tags/`: %s; after the registry returned: the failed file and a tag pushed meanwhile read correctly, no remount",
 		describe(w, warm), describe(c, cold), errnoName(lsErr))
-	row.daemon = "served cached chunks from disk; after retrying the registry answered the tag from its last known answer; gave up per read after the retry budget; reconnected on its own"
-	row.figures = fmt.Sprintf("cached read %s; stale tag answer after %s; uncached EIO after %s (tag re-resolution, then the blob's own budget); `ls tags/` failed after %s; first read after recovery %s",
+	row.daemon = "served cached chunks from disk; the first request that found the registry unreachable retried for its budget and then marked the endpoint down (1 s, doubling to 30 s, one probe at a time), so the tag was answered from its last known answer and later requests failed at once instead of each waiting out the budget; reconnected on its own"
+	row.figures = fmt.Sprintf("cached read %s; stale tag answer after %s (the retry budget, once); uncached EIO after %s; `ls tags/` failed after %s; first read after recovery %s",
 		ms(w.dur), ms(tagDur), ms(c.dur), ms(lsDur), ms(back.dur))
 
 	// Up, but every blob GET's connection closed without an answer.
