@@ -132,7 +132,8 @@ type WindowRef struct {
 	Sum [32]byte // sha256 of the window
 }
 
-// indexVersion changes whenever Index or the store format does.
+// indexVersion changes whenever Index or the store format does. 2 added
+// Index.TOC and Entry.Chunks (indexes built from a TOC).
 const indexVersion = 2
 
 // IsDir and friends classify an entry.

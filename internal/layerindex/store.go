@@ -222,7 +222,9 @@ func readIndex(f *os.File) (*Index, string) {
 	if err := gob.NewDecoder(bufio.NewReader(bytes.NewReader(toc))).Decode(&ix); err != nil {
 		return nil, "undecodable: " + err.Error()
 	}
-	if ix.Version != indexVersion {
+	// Version 1 lacked the TOC fields only: its full-pass indexes read
+	// the same in this version (gob leaves new fields zero).
+	if ix.Version < 1 || ix.Version > indexVersion {
 		return nil, "another version"
 	}
 	if err := ix.check(); err != nil {

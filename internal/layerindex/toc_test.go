@@ -470,3 +470,44 @@ func TestTOCOf(t *testing.T) {
 		})
 	}
 }
+
+func TestVersion1IndexStillReads(t *testing.T) {
+	blob, files := gzLayer(t)
+	dir := t.TempDir()
+	src, ds := newSource(true, blob)
+	size := int64(len(blob))
+	if _, err := openIndexer(t, dir, src).Layer(context.Background(), ds[0], size); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the stored index as version 1 wrote it.
+	st, _ := OpenStore(dir)
+	ix, _, err := st.load(ds[0], size, nil)
+	if err != nil || ix == nil {
+		t.Fatalf("load: %v", err)
+	}
+	ix.Version = 1
+	w, err := st.create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := ix.Windows
+	for i := range refs {
+		b, err := (&fileWindows{path: st.path(ds[0], false), base: storeHeader, refs: refs}).get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.put(b)
+	}
+	if err := w.commit(ix); err != nil {
+		t.Fatal(err)
+	}
+	read := src.blobs[ds[0]].read.Load()
+	l, err := openIndexer(t, dir, src).Layer(context.Background(), ds[0], size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := src.blobs[ds[0]].read.Load() - read; l.Version != 1 || got != 0 {
+		t.Errorf("the version 1 index was indexed again (version %d, %d bytes read)", l.Version, got)
+	}
+	checkFiles(t, l, src.blobs[ds[0]], files)
+}
