@@ -143,6 +143,15 @@ func TestTOCEstargzListsFromTheTOCAlone(t *testing.T) {
 			if big := l.Root.Walk("usr/share/big.txt"); len(tt.opts) > 0 && len(big.Entry.Chunks) < 4 {
 				t.Errorf("big.txt has %d chunks", len(big.Entry.Chunks))
 			}
+			inner := false
+			for _, e := range l.Entries {
+				for _, c := range e.Chunks {
+					inner = inner || c.Inner > 0
+				}
+			}
+			if want := strings.Contains(tt.name, "innerOffset"); inner != want {
+				t.Errorf("chunks after the start of their member: %v, want %v", inner, want)
+			}
 			checkFiles(t, l, ms.blobs[ds[0]], files)
 			// The tar stream of a TOC layer is not indexed; the full pass
 			// is, next to it, with the diff_id.
