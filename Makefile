@@ -6,7 +6,7 @@ DEMO_DEPS := fuse3
 TEST_DEPS := fuse3 docker-registry r-base-core python3-pandas attr curl ca-certificates systemd skopeo
 # Go tools the integration tests run, installed with `go install` (GOBIN, else GOPATH/bin).
 GO_TOOLS  := oras.land/oras/cmd/oras@v1.3.6 github.com/google/go-containerregistry/cmd/crane@v0.22.1
-UNIT_PKGS := ./internal/... ./fetch/... ./cache/... ./manifestview/... ./fs/... ./cmd/...
+UNIT_PKGS := ./internal/... ./fetch/... ./cache/... ./manifestview/... ./fs/... ./cmd/... ./bench/...
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a target with
 # "context deadline exceeded" when a duration ends on a busy machine (go.dev/issue/75804).
 FUZZTIME  ?= 200000x
