@@ -27,13 +27,16 @@ func (ra *readahead) advance(off, end, limit int64) int64 {
 	return ra.window
 }
 
-// prefetch starts fetching the n chunks of k from the one holding byte
-// from on, except those already cached; nobody waits for them, and the
-// fetches are shared with the reads that come for the same chunks.
-func (c *Cache) prefetch(k blobKey, from, n int64) {
+// prefetch starts fetching the n chunks of k that follow a read ending
+// at byte end (the first chunk that starts at or after end: a chunk the
+// read itself touched is the read's to fetch), except those already
+// cached; nobody waits for them, and the fetches are shared with the
+// reads that come for the same chunks.
+func (c *Cache) prefetch(k blobKey, end, n int64) {
 	cs := c.o.ChunkSize
 	last := chunkCount(k.size, cs)
-	for i := from / cs; i < min(from/cs+n, last); i++ {
+	first := (end + cs - 1) / cs
+	for i := first; i < min(first+n, last); i++ {
 		if !c.store.cached(k.d, i, i+1) {
 			c.startChunk(k, i)
 		}

@@ -41,6 +41,8 @@ func TestLazyReadahead(t *testing.T) {
 		never   []int64 // chunks that must not be
 	}{
 		{"sequential", []int64{0, 4096, 8192, 12288}, []int64{0, 1, 2, 3}, []int64{9, 10, 11}},
+		// Readahead starts after the chunk being read, not at it.
+		{"first read", []int64{0}, []int64{0, 1}, []int64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
 		{"random", []int64{5 * cs, 2 * cs, 8 * cs}, []int64{5, 2, 8}, []int64{0, 1, 3, 4, 6, 7, 9, 10, 11}},
 	}
 	for _, tt := range tests {
