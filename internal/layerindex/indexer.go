@@ -99,6 +99,11 @@ func (x *Indexer) Layer(ctx context.Context, d digest.Digest, size int64) (*Laye
 	}
 	base := context.WithoutCancel(ctx)
 	ch := x.flight.DoChan(d.Hex(), func() (any, error) { return x.load(base, d, size) })
+	return awaitLayer(ctx, ch)
+}
+
+// awaitLayer waits for a shared indexing call; ctx ends only this wait.
+func awaitLayer(ctx context.Context, ch <-chan singleflight.Result) (*Layer, error) {
 	select {
 	case res := <-ch:
 		if res.Err != nil {

@@ -65,15 +65,7 @@ func (x *Indexer) LayerTOC(ctx context.Context, d digest.Digest, size int64, ref
 		}
 		return x.buildTOC(base, d, size, ref)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*Layer), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return awaitLayer(ctx, ch)
 }
 
 // buildTOC reads, checks and parses d's TOC, and stores the index at
