@@ -458,9 +458,31 @@ func TestOrasDirectory(t *testing.T) {
 	}
 }
 
-// bigLayer writes a tar.gz of about mib MiB in many files, half random
-// bytes (stored blocks) and half base64 text (Huffman blocks ending at
-// any bit), and returns the name and bytes of a file deep near its end.
+// eachBigFile makes about mib MiB of 2.5 MiB files from seed, half random
+// bytes (stored blocks when gzipped) and half base64 text (Huffman blocks
+// ending at any bit), one at a time; the file fromEnd places before the
+// last is deep/a/b/c/d/e/target.txt.
+func eachBigFile(mib int, seed byte, fromEnd int, yield func(name string, body []byte, isTarget bool)) {
+	rng := rand.NewChaCha8([32]byte{seed})
+	const fileSize = 5 << 19
+	n := mib << 20 / fileSize
+	for i := range n {
+		body := make([]byte, fileSize)
+		rng.Read(body)
+		name := fmt.Sprintf("data/%03d/blob.bin", i)
+		if i%2 == 1 {
+			body = []byte(base64.StdEncoding.EncodeToString(body)[:fileSize])
+			name = fmt.Sprintf("text/%03d/page.txt", i)
+		}
+		if i == n-fromEnd {
+			name = "deep/a/b/c/d/e/target.txt"
+		}
+		yield(name, body, i == n-fromEnd)
+	}
+}
+
+// bigLayer writes a tar.gz of about mib MiB in many files (eachBigFile)
+// and returns the name and bytes of the one deep near its end.
 func bigLayer(t *testing.T, path string, mib int) (string, []byte) {
 	t.Helper()
 	f, err := os.Create(path)
@@ -471,27 +493,16 @@ func bigLayer(t *testing.T, path string, mib int) (string, []byte) {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	z, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(z)
-	rng := rand.NewChaCha8([32]byte{7})
-	const fileSize = 5 << 19 // 2.5 MiB
-	n := mib << 20 / fileSize
 	target, targetName := []byte(nil), ""
-	for i := range n {
-		body := make([]byte, fileSize)
-		rng.Read(body)
-		name := fmt.Sprintf("data/%03d/blob.bin", i)
-		if i%2 == 1 {
-			body = []byte(base64.StdEncoding.EncodeToString(body)[:fileSize])
-			name = fmt.Sprintf("text/%03d/page.txt", i)
-		}
-		if i == n-7 {
-			name = "deep/a/b/c/d/e/target.txt"
+	eachBigFile(mib, 7, 7, func(name string, body []byte, isTarget bool) {
+		if isTarget {
 			target, targetName = body, name
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)}); err != nil {
 			t.Fatal(err)
 		}
 		tw.Write(body)
-	}
+	})
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,26 +42,15 @@ type tocTree struct {
 }
 
 func makeTOCTree(mib int, seed byte) tocTree {
-	rng := rand.NewChaCha8([32]byte{seed})
-	const fileSize = 5 << 19 // 2.5 MiB
-	n := mib << 20 / fileSize
 	tt := tocTree{entries: []tarEntry{td("etc/", 0o755), tf("etc/hostname", 0o644, "toc\n"),
 		tl("etc/localtime", "/usr/share/zoneinfo/UTC"),
 		{name: "etc/hostname.bak", link: "etc/hostname", typ: tar.TypeLink, mode: 0o644}}}
-	for i := range n {
-		body := make([]byte, fileSize)
-		rng.Read(body)
-		name := fmt.Sprintf("data/%03d/blob.bin", i)
-		if i%2 == 1 {
-			body = []byte(base64.StdEncoding.EncodeToString(body)[:fileSize])
-			name = fmt.Sprintf("text/%03d/page.txt", i)
-		}
-		if i == n-3 {
-			name = "deep/a/b/c/d/e/target.txt"
+	eachBigFile(mib, seed, 3, func(name string, body []byte, isTarget bool) {
+		if isTarget {
 			tt.target, tt.targetBody = name, body
 		}
 		tt.entries = append(tt.entries, tarEntry{name: name, typ: tar.TypeReg, mode: 0o644, body: body})
-	}
+	})
 	tt.entries = append(tt.entries, tf("../../escape.txt", 0o644, "clamped\n"))
 	return tt
 }
