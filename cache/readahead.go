@@ -29,12 +29,12 @@ func (ra *readahead) advance(off, end, limit int64) int64 {
 
 // prefetch starts fetching the n chunks of k that follow a read ending
 // at byte end (the first chunk that starts at or after end: a chunk the
-// read itself touched is the read's to fetch), except those already
-// cached; nobody waits for them, and the fetches are shared with the
-// reads that come for the same chunks.
-func (c *Cache) prefetch(k blobKey, end, n int64) {
+// read itself touched is the read's to fetch), none that starts at or
+// after limit, except those already cached; nobody waits for them, and
+// the fetches are shared with the reads that come for the same chunks.
+func (c *Cache) prefetch(k blobKey, end, n, limit int64) {
 	cs := c.o.ChunkSize
-	last := chunkCount(k.size, cs)
+	last := min(chunkCount(k.size, cs), chunkCount(limit, cs))
 	first := (end + cs - 1) / cs
 	for i := first; i < min(first+n, last); i++ {
 		if !c.store.cached(k.d, i, i+1) {

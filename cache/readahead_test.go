@@ -39,11 +39,14 @@ func TestLazyReadahead(t *testing.T) {
 		offsets []int64 // reads of 4 KiB
 		fetched []int64 // chunks that must be fetched soon after
 		never   []int64 // chunks that must not be
+		limit   int64   // ReadAtWithin's limit; 0: ReadAt
 	}{
-		{"sequential", []int64{0, 4096, 8192, 12288}, []int64{0, 1, 2, 3}, []int64{9, 10, 11}},
+		{"sequential", []int64{0, 4096, 8192, 12288}, []int64{0, 1, 2, 3}, []int64{9, 10, 11}, 0},
 		// Readahead starts after the chunk being read, not at it.
-		{"first read", []int64{0}, []int64{0, 1}, []int64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
-		{"random", []int64{5 * cs, 2 * cs, 8 * cs}, []int64{5, 2, 8}, []int64{0, 1, 3, 4, 6, 7, 9, 10, 11}},
+		{"first read", []int64{0}, []int64{0, 1}, []int64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 0},
+		// A reader that says where its bytes end gets no chunk past it.
+		{"within a limit", []int64{0, 4096, 8192, 12288, cs, cs + 4096}, []int64{0, 1}, []int64{2, 3, 4, 5, 6}, 2 * cs},
+		{"random", []int64{5 * cs, 2 * cs, 8 * cs}, []int64{5, 2, 8}, []int64{0, 1, 3, 4, 6, 7, 9, 10, 11}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,7 +57,13 @@ func TestLazyReadahead(t *testing.T) {
 			defer r.Close()
 			p := make([]byte, 4096)
 			for _, off := range tt.offsets {
-				if _, err := r.ReadAt(context.Background(), p, off); err != nil {
+				var err error
+				if tt.limit > 0 {
+					_, err = r.ReadAtWithin(context.Background(), p, off, tt.limit)
+				} else {
+					_, err = r.ReadAt(context.Background(), p, off)
+				}
+				if err != nil {
 					t.Fatal(err)
 				}
 			}

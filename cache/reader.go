@@ -40,6 +40,13 @@ func (r *Reader) Close() error {
 // Strict mode (and lazy mode for blobs up to LazyVerifyMax) returns only
 // bytes of a blob verified whole or of chunks matching its trusted table.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return r.ReadAtWithin(ctx, p, off, r.size)
+}
+
+// ReadAtWithin is ReadAt for a reader that will read nothing at or after
+// byte limit (a span of a compressed layer, one file's chunks): a lazy
+// read's readahead then fetches no chunk that starts there or later.
+func (r *Reader) ReadAtWithin(ctx context.Context, p []byte, off, limit int64) (int, error) {
 	c := r.c
 	k := blobKey{r.d, r.size}
 	switch {
@@ -64,7 +71,7 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	if ahead := r.ra.advance(off, end, int64(c.o.Parallel)); ahead > 0 && tab == nil {
-		c.prefetch(k, end, ahead)
+		c.prefetch(k, end, ahead, limit)
 	}
 	n, err := c.readChunks(ctx, k, tab, p[:end-off], off)
 	if err != nil {

@@ -69,7 +69,7 @@ func (l *Layer) openAt(ctx context.Context, blob Blob, i int) (r io.Reader, src 
 	if i+1 < len(l.Checkpoints) {
 		need = l.Checkpoints[i+1].In/8 + 1 - cp.In/8
 	}
-	src = newSeqReader(ctx, blob, l.Size, cp.In/8, int(min(max(need, 4<<10), readBuffer)))
+	src = newSeqReader(ctx, blob, l.Size, cp.In/8, int(min(max(need, 4<<10), readBuffer))).within(cp.In/8 + need)
 	switch l.Format {
 	case Tar:
 		return src, src, func() {}, nil

@@ -17,21 +17,44 @@ type Blob interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// withinReader is a Blob that can be told where a reader's bytes end, so
+// that it fetches nothing past them ahead of time (cache.Reader).
+type withinReader interface {
+	ReadAtWithin(ctx context.Context, p []byte, off, limit int64) (int, error)
+}
+
 // seqReader reads a Blob forward from an offset through a buffer. It is
 // the ByteReader the decompressors need; pos is the offset of the next
 // byte it returns, which is how input offsets are measured. ctx is the
 // context of the current caller, set before each use.
 type seqReader struct {
-	ctx  context.Context
-	blob Blob
-	size int64
-	pos  int64  // blob offset of buf[r]
-	buf  []byte // buf[r:w] is read but not yet returned
-	r, w int
+	ctx   context.Context
+	blob  Blob
+	size  int64
+	limit int64  // the blob's readahead stops here (see within)
+	pos   int64  // blob offset of buf[r]
+	buf   []byte // buf[r:w] is read but not yet returned
+	r, w  int
 }
 
 func newSeqReader(ctx context.Context, blob Blob, size, off int64, bufSize int) *seqReader {
-	return &seqReader{ctx: ctx, blob: blob, size: size, pos: off, buf: make([]byte, bufSize)}
+	return &seqReader{ctx: ctx, blob: blob, size: size, limit: size, pos: off, buf: make([]byte, bufSize)}
+}
+
+// within says that the decoder will need no byte at or after limit (a
+// span ends there; a decoder may still read a little past it, which is
+// fetched on demand).
+func (s *seqReader) within(limit int64) *seqReader {
+	s.limit = min(limit, s.size)
+	return s
+}
+
+// readAt reads the blob, passing the limit on where the blob takes it.
+func (s *seqReader) readAt(p []byte, off int64) (int, error) {
+	if w, ok := s.blob.(withinReader); ok {
+		return w.ReadAtWithin(s.ctx, p, off, s.limit)
+	}
+	return s.blob.ReadAt(s.ctx, p, off)
 }
 
 // fill reads the next piece of the blob into the empty buffer.
@@ -44,7 +67,7 @@ func (s *seqReader) fill() error {
 		return io.EOF
 	}
 	want := min(int64(len(s.buf)), s.size-s.pos)
-	n, err := s.blob.ReadAt(s.ctx, s.buf[:want], s.pos)
+	n, err := s.readAt(s.buf[:want], s.pos)
 	s.w = n
 	switch {
 	case n == int(want):
@@ -90,7 +113,7 @@ func (s *seqReader) peek(n int) ([]byte, error) {
 		left := copy(s.buf, s.buf[s.r:s.w])
 		s.r, s.w = 0, left
 		want := min(int64(len(s.buf)-left), s.size-s.pos-int64(left))
-		m, err := s.blob.ReadAt(s.ctx, s.buf[left:int64(left)+want], s.pos+int64(left))
+		m, err := s.readAt(s.buf[left:int64(left)+want], s.pos+int64(left))
 		s.w += m
 		if err != nil && err != io.EOF && m == 0 {
 			return nil, err
