@@ -40,6 +40,11 @@ type Options struct {
 	// instead of its own registry: a mirror, with the same repository name
 	// under its API root. Credentials are looked up for the endpoint's host.
 	Endpoint Endpoint
+	// Endpoints, if set, shares what is known of each endpoint's health
+	// (see health) among the Clients made with it: the repositories of
+	// one registry find it down once, not once each. nil: a Client keeps
+	// its own.
+	Endpoints *Endpoints
 }
 
 // Doc is a manifest document as served by the registry.
@@ -63,6 +68,15 @@ type Stats struct {
 	Retries   int64 // attempts repeated after a transient failure
 	Failures  int64 // operations that gave up after the retry budget, or at once at an endpoint found unreachable
 	Skipped   int64 // operations not tried: the endpoint was unreachable a moment ago (ErrEndpointDown)
+}
+
+// Add adds o's counts to s.
+func (s *Stats) Add(o Stats) {
+	s.Requests += o.Requests
+	s.BlobBytes += o.BlobBytes
+	s.Retries += o.Retries
+	s.Failures += o.Failures
+	s.Skipped += o.Skipped
 }
 
 // MaxManifestSize is the largest manifest accepted; bigger ones are
@@ -157,6 +171,7 @@ func New(repo string, o Options) (*Client, error) {
 		c.mirror = c.reg.RegistryStr() != r.RegistryStr() || c.ep.apiRoot() != "/v2"
 	}
 	c.base = transport.NewUserAgent(c.base, o.UserAgent)
+	c.health = o.Endpoints.of(c.ep.Scheme + "://" + c.ep.Host)
 	return c, nil
 }
 

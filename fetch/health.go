@@ -43,6 +43,32 @@ type health struct {
 	probing bool          // an operation holds the probe
 }
 
+// Endpoints is the health of every endpoint the Clients of one mount
+// speak to, by scheme and host: one registry's repositories share one.
+// Safe for concurrent use.
+type Endpoints struct {
+	mu sync.Mutex
+	m  map[string]*health
+}
+
+// NewEndpoints returns an empty Endpoints.
+func NewEndpoints() *Endpoints { return &Endpoints{m: map[string]*health{}} }
+
+// of returns the health of endpoint key; with e nil, a health of its own.
+func (e *Endpoints) of(key string) *health {
+	if e == nil {
+		return &health{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := e.m[key]
+	if h == nil {
+		h = &health{}
+		e.m[key] = h
+	}
+	return h
+}
+
 // role is what an operation may do at an endpoint.
 type role uint8
 

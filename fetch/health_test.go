@@ -231,3 +231,43 @@ func TestClientAnswersKeepEndpointUp(t *testing.T) {
 		})
 	}
 }
+
+// TestEndpointsShared: Clients of two repositories of one registry made
+// with one Endpoints find it down once: the second fails at once,
+// without a request; Clients without Endpoints each pay their budget.
+func TestEndpointsShared(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		shared     bool
+		wantSecond int64 // requests of the second Client's operation
+	}{
+		{"shared", true, 0},
+		{"each its own", false, defaultRetries + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			var eps *Endpoints
+			if tc.shared {
+				eps = NewEndpoints()
+			}
+			opts := func(o *Options) { o.Endpoints = eps }
+			c1 := f.client(t, opts)
+			repo := f.repo
+			f.repo += "-other"
+			c2 := f.client(t, opts)
+			f.repo = repo
+			f.srv.Close()
+			ctx := context.Background()
+			if _, err := c1.StatBlob(ctx, f.blobDigest); !errors.Is(err, hfserr.ErrUnavailable) {
+				t.Fatalf("first client, registry refusing: %v", err)
+			}
+			_, err := c2.Tags(ctx)
+			if got := c2.Stats().Requests; got != tc.wantSecond {
+				t.Errorf("second client made %d requests (err %v), want %d", got, err, tc.wantSecond)
+			}
+			if tc.shared && !errors.Is(err, ErrEndpointDown) {
+				t.Errorf("second client: %v, want ErrEndpointDown", err)
+			}
+		})
+	}
+}

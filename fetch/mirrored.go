@@ -112,11 +112,7 @@ func (m *Mirrored) Endpoints() []EndpointStats {
 func (m *Mirrored) Stats() Stats {
 	var s Stats
 	for _, c := range m.clients {
-		cs := c.Stats()
-		s.Requests += cs.Requests
-		s.BlobBytes += cs.BlobBytes
-		s.Retries += cs.Retries
-		s.Failures += cs.Failures
+		s.Add(c.Stats())
 	}
 	return s
 }

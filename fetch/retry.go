@@ -47,7 +47,7 @@ type meter struct {
 	failures  atomic.Int64
 	skipped   atomic.Int64
 
-	health health // of the one endpoint a Client speaks to; unused by a URLSource
+	health *health // of the one endpoint a Client speaks to (maybe shared, see Endpoints); nil for a URLSource
 }
 
 // init applies o's retry and logging settings and their defaults.
@@ -146,7 +146,7 @@ func (m *meter) retryAt(ctx context.Context, h *health, what string, attempt fun
 // retry runs attempt under the meter's policy with a client on the
 // authenticated transport, built (or rebuilt) for each attempt as needed.
 func (c *Client) retry(ctx context.Context, what string, attempt func(context.Context, *http.Client) error) error {
-	return c.meter.retryAt(ctx, &c.health, what, func(ctx context.Context) error {
+	return c.meter.retryAt(ctx, c.health, what, func(ctx context.Context) error {
 		hc, err := c.httpClient(ctx)
 		if err != nil {
 			return err

@@ -73,7 +73,7 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 	if arg.kind == wholeRegistry {
 		return fmt.Errorf("%s is a whole registry: cat needs a repository or an oci: layout: %w", repo, hfserr.ErrInvalid)
 	}
-	p := &parts{o: o, fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"}}
+	p := &parts{o: o, fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs", Endpoints: fetch.NewEndpoints()}}
 	client, err := p.open(arg)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ func startMetrics(addr string, src *statusSource, logger *slog.Logger) error {
 		metric("hashfs_registry_blob_bytes_total", "counter", "Blob bytes received from the registry.", st.Registry.BlobBytes)
 		metric("hashfs_registry_retries_total", "counter", "Requests repeated after a transient failure.", st.Registry.Retries)
 		metric("hashfs_registry_failures_total", "counter", "Operations that gave up after the retry budget.", st.Registry.Failures)
+		metric("hashfs_registry_skipped_total", "counter", "Operations not tried: the endpoint was found unreachable a moment ago.", st.Registry.Skipped)
 		metric("hashfs_errors_total", "counter", "File system operations that failed with other than ENOENT.", st.Errors)
 		perSource := func(name, typ, help string, vals map[string]int64, order []string) {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)

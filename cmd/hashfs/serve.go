@@ -52,7 +52,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 	}
 	p := &parts{
 		o: o, log: logger, set: fetch.NewSet(logger), union: manifestview.NewUnion(),
-		fopts:   fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"},
+		fopts:   fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs", Endpoints: fetch.NewEndpoints()},
 		members: map[string]*member{},
 	}
 	// Offline, the cache reads from nothing but itself (no descriptor URLs

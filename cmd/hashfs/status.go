@@ -53,10 +53,7 @@ func (s *statusSource) status() daemonStatus {
 		Errors:      errs, RecentFailures: recent,
 	}
 	for _, src := range st.Sources {
-		st.Registry.Requests += src.Stats.Requests
-		st.Registry.BlobBytes += src.Stats.BlobBytes
-		st.Registry.Retries += src.Stats.Retries
-		st.Registry.Failures += src.Stats.Failures
+		st.Registry.Add(src.Stats)
 	}
 	return st
 }
@@ -130,12 +127,12 @@ func printStatus(w io.Writer, st daemonStatus) {
 	fmt.Fprintf(w, "verify:      %s\n", st.Verify)
 	fmt.Fprintf(w, "cache:       %s: %d of %d bytes (%.1f%%), %d blobs verified, %d quarantined\n",
 		st.CacheDir, st.Cache.Usage, st.Cache.Max, pct, st.Cache.VerifiedBlobs, st.Cache.Quarantined)
-	fmt.Fprintf(w, "registry:    %d requests, %d blob bytes, %d retries, %d gave up\n",
-		st.Registry.Requests, st.Registry.BlobBytes, st.Registry.Retries, st.Registry.Failures)
+	fmt.Fprintf(w, "registry:    %d requests, %d blob bytes, %d retries, %d gave up, %d not tried (unreachable)\n",
+		st.Registry.Requests, st.Registry.BlobBytes, st.Registry.Retries, st.Registry.Failures, st.Registry.Skipped)
 	if len(st.Sources) > 1 {
 		for _, src := range st.Sources {
-			fmt.Fprintf(w, "  %s: %d requests, %d blob bytes, %d retries, %d gave up\n",
-				src.Name, src.Stats.Requests, src.Stats.BlobBytes, src.Stats.Retries, src.Stats.Failures)
+			fmt.Fprintf(w, "  %s: %d requests, %d blob bytes, %d retries, %d gave up, %d not tried\n",
+				src.Name, src.Stats.Requests, src.Stats.BlobBytes, src.Stats.Retries, src.Stats.Failures, src.Stats.Skipped)
 		}
 	}
 	fmt.Fprintf(w, "errors:      %d\n", st.Errors)
