@@ -368,6 +368,17 @@ func TestSourcesOneDown(t *testing.T) {
 	if laterSkipped == 0 {
 		t.Errorf("lookups 2-5 skipped no operation at the stopped source: %v", skipped)
 	}
+	// The mount's totals (status, metrics) count them too.
+	out, errs, err := hashfsCmd(t, "status", "--json", dir)
+	if err != nil {
+		t.Fatalf("status: %v %s", err, errs)
+	}
+	var total struct {
+		Registry struct{ Skipped int64 } `json:"registry"`
+	}
+	if err := json.Unmarshal([]byte(out), &total); err != nil || total.Registry.Skipped < laterSkipped {
+		t.Errorf("status registry total skipped %d (%v), want at least the stopped source's %d", total.Registry.Skipped, err, laterSkipped)
+	}
 
 	time.Sleep(1100 * time.Millisecond) // past --tag-ttl
 	r0, _ := downStats()

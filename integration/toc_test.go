@@ -208,9 +208,13 @@ func checkLazyRead(t *testing.T, p *proxy, repo, md, ld string, size int64, tt t
 	fetched := p.blobBytes(ld) - before
 	t.Logf("lazy: reading %s (%d KiB) fetched %d KiB of the %d MiB layer (%.2f%%), TOC included",
 		tt.target, len(tt.targetBody)>>10, fetched>>10, size>>20, 100*float64(fetched)/float64(size))
-	if fetched < int64(len(tt.targetBody))/2 || fetched > size/8 {
-		t.Errorf("a lazy read of one %d-byte file fetched %d bytes of the %d-byte layer: want a small fraction",
-			len(tt.targetBody), fetched, size)
+	// The file's compressed bytes (no larger than the file: half of the
+	// files are random), the TOC, and at most a chunk of 256 KiB at each
+	// end of the file's range: the cache's readahead stops at the end of
+	// the chunk the decoder reads, so nothing past the file is fetched.
+	if bound := int64(len(tt.targetBody)) + 3*256<<10; fetched < int64(len(tt.targetBody))/2 || fetched > bound {
+		t.Errorf("a lazy read of one %d-byte file fetched %d bytes of the %d-byte layer: want at most %d",
+			len(tt.targetBody), fetched, size, bound)
 	}
 }
 
