@@ -148,6 +148,7 @@ type Cache struct {
 	seals   flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
 	recent  *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
 	bgSem   chan struct{}                   // lazy background verifications
+	spanSem chan struct{}                   // spans held by all verifications at once (span.go)
 	failMem time.Duration
 
 	life   sync.Mutex
@@ -211,6 +212,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		docsDir: sub("docs"),
 		tmpDir:  sub("tmp"),
 		bgSem:   make(chan struct{}, maxBackground),
+		spanSem: make(chan struct{}, spansInFlight(o.ChunkSize, int64(o.Parallel))),
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}

@@ -1,5 +1,10 @@
 package cache
 
+import (
+	"context"
+	"sync/atomic"
+)
+
 // A verification gets the chunks it has no copy of in spans: runs of
 // consecutive chunks in one range request. A request has a cost of its
 // own whatever its size (a round trip, and a registry opening and
@@ -18,6 +23,56 @@ const spanBytes = 4 << 20
 // few enough that at least 8 spans fit the window of w chunks.
 func spanChunks(cs, w int64) int64 {
 	return max(1, min(spanBytes/cs, w/8))
+}
+
+// spansInFlight bounds the spans that all verifications together hold
+// (fetching, waiting to be hashed or being written): two blobs' windows
+// of 2×parallel chunks. One verification alone keeps its whole window;
+// many at once share the bound instead of each holding a window, so
+// the daemon's memory does not grow with the number of blobs read at
+// once (16 cold blobs read together held 509 MiB before). A
+// verification holding spans always holds the one it hashes next, so
+// each makes progress and gives its spans back.
+func spansInFlight(cs, parallel int64) int {
+	w := 2 * parallel
+	return int(2 * (w / spanChunks(cs, w)))
+}
+
+// spanHold is a span's place in the cache-wide bound (spanSem), given
+// back once the hasher and the writer are both done with its bytes.
+type spanHold struct {
+	sem  chan struct{}
+	left atomic.Int32
+}
+
+// holdSpan takes a place in the bound. A verification that holds no
+// span waits for one (ctx ends the wait); one that holds spans does not
+// wait, since only its hashing gives them back: it gets nil and no error,
+// and hashes what it has before asking again.
+func (c *Cache) holdSpan(ctx context.Context, holding bool) (*spanHold, error) {
+	if holding {
+		select {
+		case c.spanSem <- struct{}{}:
+		default:
+			return nil, nil
+		}
+	} else {
+		select {
+		case c.spanSem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	h := &spanHold{sem: c.spanSem}
+	h.left.Store(2)
+	return h, nil
+}
+
+// done is called once by the hasher and once by the writer.
+func (h *spanHold) done() {
+	if h.left.Add(-1) == 0 {
+		<-h.sem
+	}
 }
 
 // spanResult is chunks [first, first+len(ents)) of a blob: data holds
@@ -39,12 +94,12 @@ func (r spanResult) chunk(i int64) []byte {
 
 // startSpan gets chunks [first, end) of k in its own goroutine (under
 // the daemon's context): read back if all are cached, else fetched with
-// one request, handed over, then cached. It frees a place in slots when
-// it is done with the bytes.
-func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{}) *call[spanResult] {
+// one request, handed over, then cached. It frees a place in slots, and
+// its share of hold, when it is done with the bytes.
+func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{}, hold *spanHold) *call[spanResult] {
 	cl := &call[spanResult]{done: make(chan struct{})}
 	if !c.spawn(func() {
-		defer func() { <-slots }()
+		defer func() { <-slots; hold.done() }()
 		gen := c.store.gen(k.d)
 		res, err := c.loadSpan(k, first, end, sem)
 		cl.val, cl.err = res, err
@@ -55,6 +110,7 @@ func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{})
 		}
 	}) {
 		<-slots
+		hold.done()
 		cl.err = errClosed
 		close(cl.done)
 	}

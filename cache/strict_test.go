@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,5 +322,59 @@ func TestSizeClaims(t *testing.T) {
 	}
 	if _, err := c.Open(d, size).ReadAt(context.Background(), make([]byte, 1), -1); !errors.Is(err, hfserr.ErrInvalid) {
 		t.Fatalf("negative offset: %v", err)
+	}
+}
+
+// Many blobs verified at once share one bound on the spans they hold
+// (spansInFlight), so memory does not grow with the number of blobs; each
+// verification still finishes (one that holds spans never waits for
+// another's).
+func TestVerificationsShareSpanBound(t *testing.T) {
+	const blobs = 12
+	var bs [][]byte
+	for i := range blobs {
+		bs = append(bs, blob(uint64(300+i), 40*cs+7))
+	}
+	src := newFake(bs...)
+	var now, peak atomic.Int64
+	src.setHook(func(ctx context.Context, _ digest.Digest, _ int64) error {
+		if n := now.Add(1); n > peak.Load() {
+			peak.Store(n) // racy max, good enough: only grows
+		}
+		defer now.Add(-1)
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	o := Options{Parallel: 4}
+	c := openCache(t, t.TempDir(), src, o)
+	bound := int64(spansInFlight(cs, int64(c.o.Parallel)))
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.Open(digest.Of(b), int64(len(b)))
+			defer r.Close()
+			got := make([]byte, len(b))
+			if n, err := r.ReadAt(context.Background(), got, 0); n != len(b) || !bytes.Equal(got, b) {
+				t.Errorf("blob %s: %d bytes, %v", digest.Of(b), n, err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("verifications did not finish: stuck waiting for span places")
+	}
+	if p := peak.Load(); p > bound || p < 2 {
+		t.Errorf("at most %d range requests at once across %d verifications, want between 2 and the bound %d", p, blobs, bound)
+	}
+	if n := len(c.spanSem); n != 0 {
+		t.Errorf("%d span places still held after every verification ended", n)
 	}
 }

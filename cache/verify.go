@@ -61,6 +61,18 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		stored chan []*entry
 	}
 	var writes []written
+	// The spans started and not yet hashed, in order, with the hasher's
+	// share of their place in the cache-wide bound (spansInFlight).
+	type started struct {
+		end  int64
+		hold *spanHold
+	}
+	var held []started
+	defer func() {
+		for _, s := range held {
+			s.hold.done()
+		}
+	}()
 	h := sha256.New()
 	var next int64
 	for i := int64(0); i < n; i++ {
@@ -69,15 +81,25 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			if end > i+w {
 				break
 			}
+			hold, err := c.holdSpan(ctx, len(held) > 0)
+			if err != nil {
+				return nil, err
+			}
+			if hold == nil {
+				break // hash what is held first
+			}
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
+				hold.done()
+				hold.done()
 				return nil, ctx.Err()
 			}
-			cl := c.startSpan(k, next, end, sem, slots)
+			cl := c.startSpan(k, next, end, sem, slots, hold)
 			for j := next; j < end; j++ {
 				ring[j%w] = cl
 			}
+			held = append(held, started{end, hold})
 			next = end
 		}
 		cl := ring[i%w]
@@ -94,6 +116,10 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		}
 		if i < n-1 {
 			sums[i] = chainingValue(h)
+		}
+		if i+1 == held[0].end { // the hasher is done with this span's bytes
+			held[0].hold.done()
+			held = held[1:]
 		}
 	}
 	var got digest.Digest
