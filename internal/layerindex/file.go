@@ -41,11 +41,14 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	var err error
 	switch {
 	case f.s.l.TOC.Kind != NoTOC:
+		if len(e.Chunks) > 0 {
+			ctx = readingUpTo(ctx, e.Chunks[len(e.Chunks)-1].End)
+		}
 		n, err = f.readChunks(ctx, p[:want], off)
 	case e.Sparse:
 		n, err = f.readSparse(ctx, p[:want], off)
 	default:
-		n, err = f.s.ReadAt(ctx, p[:want], e.Offset+off)
+		n, err = f.s.ReadAt(readingUpTo(ctx, f.s.l.compressedEnd(e.Offset+e.Size)), p[:want], e.Offset+off)
 	}
 	if err == io.EOF && int64(n) < want {
 		err = fmt.Errorf("%s: data past the end of the layer's stream: %w", e.Name, hfserr.ErrIntegrity)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -111,6 +112,20 @@ func (l *Layer) decodeSpan(ctx context.Context, blob Blob, i int) ([]byte, error
 	return b, nil
 }
 
+// compressedEnd is where the compressed bytes needed to decode the
+// stream up to out end: the byte holding the first checkpoint at or after
+// out (the layer's end if none).
+func (l *Layer) compressedEnd(out int64) int64 {
+	if l.Format == Tar {
+		return min(out, l.Size)
+	}
+	i := sort.Search(len(l.Checkpoints), func(i int) bool { return l.Checkpoints[i].Out >= out })
+	if i == len(l.Checkpoints) {
+		return l.Size
+	}
+	return min(l.Checkpoints[i].In/8+1, l.Size)
+}
+
 // streamErr turns a stream that ended early into an integrity error: the
 // index said it was longer.
 func streamErr(err error) error {
@@ -155,7 +170,7 @@ func (s *Stream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	want := int(min(int64(len(p)), l.TarSize-off))
 	if l.Format == Tar {
-		n, err := s.blob.ReadAt(ctx, p[:want], off)
+		n, err := readBlob(ctx, s.blob, p[:want], off, off+int64(want))
 		if err == nil && n < len(p) {
 			err = io.EOF
 		}

@@ -261,3 +261,53 @@ func TestZstdOneFrameInOrderDecodesOnce(t *testing.T) {
 		t.Fatalf("reading the files in order read %d compressed bytes of a %d-byte layer", r, len(blob))
 	}
 }
+
+// limitBlob is a memBlob that records the readahead limits a reader
+// passes it (cache.Reader's ReadAtWithin).
+type limitBlob struct {
+	*memBlob
+	mu     sync.Mutex
+	limits []int64
+}
+
+func (b *limitBlob) ReadAtWithin(ctx context.Context, p []byte, off, limit int64) (int, error) {
+	b.mu.Lock()
+	b.limits = append(b.limits, limit)
+	b.mu.Unlock()
+	return b.ReadAt(ctx, p, off)
+}
+
+// Reading one file tells the blob how far its compressed bytes go, so
+// that the cache's readahead runs to the file's end across spans, and
+// never past it.
+func TestReadingAFileBoundsTheReadahead(t *testing.T) {
+	var files []file
+	for i := range 16 {
+		files = append(files, reg(fmt.Sprintf("d/%02d", i), text(uint64(i), 512<<10)))
+	}
+	blob := gz(t, makeTar(t, files), gzip.DefaultCompression, 0)
+	src, ds := newSource(true, blob)
+	l, err := New(src, Options{Span: 64 << 10}).Layer(context.Background(), ds[0], int64(len(blob)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &limitBlob{memBlob: src.blobs[ds[0]]}
+	e := l.Root.Walk("d/09").Entry
+	if got := readAll(t, OpenFile(l.NewStream(lb), e)); !bytes.Equal(got, files[9].body) {
+		t.Fatal("file differs")
+	}
+	end := l.compressedEnd(e.Offset + e.Size)
+	if end >= int64(len(blob)) {
+		t.Fatalf("the file's compressed end %d is the layer's end: no bound to check", end)
+	}
+	// Every read, from the first span of the file on, says the same end:
+	// the readahead may run ahead to it from the start, and no further.
+	if len(lb.limits) < 2 {
+		t.Fatalf("%d reads of the blob: want the file's several spans", len(lb.limits))
+	}
+	for i, lim := range lb.limits {
+		if lim != end {
+			t.Fatalf("read %d of %d: readahead limit %d, want the file's compressed end %d", i, len(lb.limits), lim, end)
+		}
+	}
+}

@@ -49,12 +49,31 @@ func (s *seqReader) within(limit int64) *seqReader {
 	return s
 }
 
-// readAt reads the blob, passing the limit on where the blob takes it.
+// readAt reads the blob up to the decoder's limit (see readBlob).
 func (s *seqReader) readAt(p []byte, off int64) (int, error) {
-	if w, ok := s.blob.(withinReader); ok {
-		return w.ReadAtWithin(s.ctx, p, off, s.limit)
+	return readBlob(s.ctx, s.blob, p, off, s.limit)
+}
+
+// readBlob reads blob at off by a reader that needs nothing at or after
+// limit, or after the end of the file being read (readingUpTo) if that
+// is further: a withinReader fetches nothing past that ahead of time.
+func readBlob(ctx context.Context, blob Blob, p []byte, off, limit int64) (int, error) {
+	if w, ok := blob.(withinReader); ok {
+		if end, ok := ctx.Value(readingKey{}).(int64); ok {
+			limit = max(limit, end)
+		}
+		return w.ReadAtWithin(ctx, p, off, limit)
 	}
-	return s.blob.ReadAt(s.ctx, p, off)
+	return blob.ReadAt(ctx, p, off)
+}
+
+type readingKey struct{}
+
+// readingUpTo returns ctx saying that its reader (one file of the layer)
+// needs no compressed byte at or after end: the blob's readahead may go
+// that far while a span or chunk of the file is decoded, and no further.
+func readingUpTo(ctx context.Context, end int64) context.Context {
+	return context.WithValue(ctx, readingKey{}, end)
 }
 
 // fill reads the next piece of the blob into the empty buffer.
