@@ -49,7 +49,7 @@ func (s cacheLayers) State(d digest.Digest, size int64) (bool, bool) {
 func newIndexer(cfg Config) *layerindex.Indexer {
 	o := layerindex.Options{Logger: cfg.Logger}
 	if cfg.LayerIndexDir != "" {
-		st, err := layerindex.OpenStore(cfg.LayerIndexDir)
+		st, err := layerindex.OpenStore(cfg.LayerIndexDir, cfg.LayerIndexMax)
 		if err != nil {
 			cfg.Logger.Warn("layer indexes kept in memory only", "err", err)
 		}

@@ -48,6 +48,7 @@ type Config struct {
 	// LayerIndexDir keeps the indexes of layers (see layers.go); "" keeps
 	// them in memory only.
 	LayerIndexDir string
+	LayerIndexMax int64 // bytes of stored layer indexes; 0: no bound
 }
 
 // Root is the mount's root directory: sha256/, tags/, manifests/ of one

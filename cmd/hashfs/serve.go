@@ -121,7 +121,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 		logger.Info("offline: serving only what is cached, with the last known tags")
 	}
 	cfg := fs.Config{Cache: c, TagTTL: o.tagTTL, Logger: logger,
-		LayerIndexDir: filepath.Join(copts.Dir, "layerindex")}
+		LayerIndexDir: filepath.Join(copts.Dir, "layerindex"), LayerIndexMax: layerIndexBudget(copts.MaxSize)}
 	if len(args) == 1 && args[0].kind != wholeRegistry {
 		m := p.all()[0]
 		cfg.Repo, cfg.Stater = m.repo, m.stat
@@ -199,4 +199,11 @@ func unmount(srv interface{ Unmount() error }, mountpoint string, logger *slog.L
 	}
 	logger.Warn("mount busy, detaching lazily", "mountpoint", mountpoint, "err", err)
 	return fs.Detach(mountpoint)
+}
+
+// layerIndexBudget is how many bytes of layer indexes the cache directory
+// keeps: a twentieth of the blob budget, as an index is about 2% of its
+// layer and outlives the layer's chunks (at least 64 MiB).
+func layerIndexBudget(cacheMax int64) int64 {
+	return max(cacheMax/20, 64<<20)
 }

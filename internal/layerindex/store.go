@@ -11,18 +11,22 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 // Store keeps layer indexes in a directory, one file per layer named by
-// the hex of its digest. Like the cache's documents and chunk tables,
-// index files are small next to their layers (mostly the 32 KiB windows:
-// about 1.6% of the uncompressed size at the default span) and are not
-// counted against the cache budget. A file is
+// the hex of its digest. Index files are small next to their layers
+// (mostly the 32 KiB windows: about 1.6% of the uncompressed size at the
+// default span) and outlive the layer's chunks in the cache (reading one
+// file then fetches about a span), so they have a budget of their own:
+// past it, the least recently used are removed when an index is stored.
+// A file is
 //
 //	"HFSLIDX1" | toc offset (u64) | toc length (u64) | sha256(toc) | windows... | toc
 //
@@ -33,6 +37,7 @@ import (
 // so the store takes no lock of its own.
 type Store struct {
 	dir string
+	max int64 // bytes of index files kept; 0: no bound
 }
 
 const (
@@ -41,9 +46,10 @@ const (
 	tmpPrefix   = ".tmp-"
 )
 
-// OpenStore opens (creating if needed) the store in dir and removes
-// temporary files a previous run left.
-func OpenStore(dir string) (*Store, error) {
+// OpenStore opens (creating if needed) the store in dir, keeping at most
+// max bytes of index files (0: no bound), and removes temporary files a
+// previous run left.
+func OpenStore(dir string, max int64) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer index store: %w", err)
 	}
@@ -59,7 +65,45 @@ func OpenStore(dir string) (*Store, error) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, max: max}, nil
+}
+
+// trim removes the least recently used index files (by modification
+// time: load touches a file) until the store is within its budget,
+// keeping keep. A layer whose file goes while it is in use reads the
+// unlinked file on; after a restart it is indexed again.
+func (s *Store) trim(keep string) {
+	if s.max <= 0 {
+		return
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return
+	}
+	type file struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var files []file
+	var total int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() || strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		files = append(files, file{filepath.Join(s.dir, e.Name()), fi.Size(), fi.ModTime()})
+		total += fi.Size()
+	}
+	slices.SortFunc(files, func(a, b file) int { return a.used.Compare(b.used) })
+	for _, f := range files {
+		if total <= s.max {
+			return
+		}
+		if f.path != keep && os.Remove(f.path) == nil {
+			total -= f.size
+		}
+	}
 }
 
 // path is where the index of d is kept: <hex> for one built by a pass
@@ -149,6 +193,7 @@ func (w *storeWriter) commit(ix *Index) error {
 		return w.failed
 	}
 	w.wins.reopen(final)
+	w.s.trim(final)
 	return nil
 }
 
@@ -194,6 +239,8 @@ func (s *Store) load(d digest.Digest, size int64, toc *TOCRef) (*Index, *fileWin
 		os.Remove(p)
 		return nil, nil, fmt.Errorf("layer index %s: %s: %w", d, why, hfserr.ErrIntegrity)
 	}
+	now := time.Now()
+	os.Chtimes(p, now, now) // recently used: trim keeps it longest
 	fw := &fileWindows{path: p, base: storeHeader}
 	fw.setRefs(ix.Windows)
 	return ix, fw, nil

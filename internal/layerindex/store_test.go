@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -21,7 +23,7 @@ func gzLayer(t *testing.T) ([]byte, []file) {
 
 func openIndexer(t *testing.T, dir string, src Source) *Indexer {
 	t.Helper()
-	st, err := OpenStore(dir)
+	st, err := OpenStore(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func TestQuarantinedLayerIsForgotten(t *testing.T) {
 }
 
 func TestFullDiskKeepsWindowsInMemory(t *testing.T) {
-	st, err := OpenStore(t.TempDir())
+	st, err := OpenStore(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,5 +222,53 @@ func TestFullDiskKeepsWindowsInMemory(t *testing.T) {
 	}
 	if got, err := w.wins.get(1); err != nil || !bytes.Equal(got, second) {
 		t.Fatalf("window after the failed commit: %v", err)
+	}
+}
+
+// The store keeps its files within its budget, removing the least
+// recently used (a load counts as a use) when a new index is stored.
+func TestStoreBudgetRemovesLeastRecentlyUsed(t *testing.T) {
+	var layers [][]byte
+	for i := range 3 {
+		files := []file{reg(fmt.Sprintf("f%d", i), text(uint64(40+i), 300<<10))}
+		layers = append(layers, gz(t, makeTar(t, files), gzip.DefaultCompression, 0))
+	}
+	src, ds := newSource(true, layers...)
+	dir := t.TempDir()
+	index := func(st *Store, i int) {
+		t.Helper()
+		if _, err := New(src, Options{Store: st, Span: 64 << 10}).Layer(context.Background(), ds[i], int64(len(layers[i]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unbounded, err := OpenStore(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index(unbounded, 0)
+	fi, err := os.Stat(filepath.Join(dir, ds[0].Hex()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for two index files of this size, not three.
+	st, err := OpenStore(dir, 2*fi.Size()+fi.Size()/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, ds[0].Hex()), old, old)
+	index(st, 1)
+	os.Chtimes(filepath.Join(dir, ds[1].Hex()), old.Add(time.Minute), old.Add(time.Minute))
+	// A restart loads layer 0 (a use), then layer 2 is indexed: layer 1,
+	// now the least recently used, goes.
+	if _, _, err := st.load(ds[0], int64(len(layers[0])), nil); err != nil {
+		t.Fatal(err)
+	}
+	index(st, 2)
+	for i, want := range []bool{true, false, true} {
+		_, err := os.Stat(filepath.Join(dir, ds[i].Hex()))
+		if got := err == nil; got != want {
+			t.Errorf("index of layer %d kept = %v, want %v", i, got, want)
+		}
 	}
 }

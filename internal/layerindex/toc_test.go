@@ -489,7 +489,7 @@ func TestVersion1IndexStillReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rewrite the stored index as version 1 wrote it.
-	st, _ := OpenStore(dir)
+	st, _ := OpenStore(dir, 0)
 	ix, _, err := st.load(ds[0], size, nil)
 	if err != nil || ix == nil {
 		t.Fatalf("load: %v", err)
