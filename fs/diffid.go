@@ -148,14 +148,7 @@ var (
 	_ = (gofs.NodeReader)((*diffTar)(nil))
 )
 
-func (f *diffTar) fill(a *fuse.Attr) {
-	a.Mode = fuse.S_IFREG | 0o444
-	a.Size = uint64(f.layer.TarSize)
-	a.Blocks = (a.Size + 511) / 512
-	a.Ino = f.id.Ino(f.layer.TarSize)
-	a.Nlink = 1
-	f.root.times(a)
-}
+func (f *diffTar) fill(a *fuse.Attr) { f.root.contentAttr(a, f.id, f.layer.TarSize) }
 
 func (f *diffTar) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	f.fill(&out.Attr)

@@ -60,15 +60,7 @@ func (r *Root) newFile(ctx context.Context, parent *gofs.Inode, docs Docs, desc 
 	return ch
 }
 
-func (f *fileNode) fill(a *fuse.Attr) {
-	a.Mode = fuse.S_IFREG | 0o444
-	a.Size = uint64(f.desc.Size)
-	a.Blocks = (a.Size + 511) / 512
-	a.Blksize = f.root.blksize()
-	a.Ino = f.desc.Digest.Ino(f.desc.Size)
-	a.Nlink = 1
-	f.root.times(a)
-}
+func (f *fileNode) fill(a *fuse.Attr) { f.root.contentAttr(a, f.desc.Digest, f.desc.Size) }
 
 // Getattr reports a read-only regular file of the descriptor's size.
 func (f *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

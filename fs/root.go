@@ -157,6 +157,18 @@ func (r *Root) blksize() uint32 {
 	return uint32(min(r.cfg.Cache.ChunkSize(), 4<<20))
 }
 
+// contentAttr fills the attributes of a read-only file holding the size
+// bytes of digest d (a blob, or a layer's uncompressed tar).
+func (r *Root) contentAttr(a *fuse.Attr, d digest.Digest, size int64) {
+	a.Mode = fuse.S_IFREG | 0o444
+	a.Size = uint64(size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = r.blksize()
+	a.Ino = d.Ino(size)
+	a.Nlink = 1
+	r.times(a)
+}
+
 func (r *Root) times(a *fuse.Attr) {
 	t := uint64(r.mtime.Unix())
 	a.Mtime, a.Atime, a.Ctime = t, t, t
