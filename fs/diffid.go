@@ -159,15 +159,9 @@ func (f *diffTar) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if isWriteOpen(flags) {
 		return nil, 0, syscall.EROFS
 	}
-	l := f.layer
-	if l.Dead() {
-		ctx, cancel := f.root.opctx(ctx)
-		defer cancel()
-		nl, errno := f.root.fresh(ctx, l)
-		if errno != 0 {
-			return nil, 0, errno
-		}
-		l = nl
+	l, errno := f.root.live(ctx, f.layer)
+	if errno != 0 {
+		return nil, 0, errno
 	}
 	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return s })
 }

@@ -255,17 +255,25 @@ func (f *tarFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint
 	if isWriteOpen(flags) {
 		return nil, 0, syscall.EROFS
 	}
-	l, e := f.node.Layer, f.node.Entry
-	if l.Dead() {
-		ctx, cancel := f.root.opctx(ctx)
-		defer cancel()
-		nl, errno := f.root.fresh(ctx, l)
-		if errno != 0 {
-			return nil, 0, errno
-		}
-		l, e = nl, &nl.Entries[f.node.ID]
+	l, errno := f.root.live(ctx, f.node.Layer)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	e := f.node.Entry
+	if l != f.node.Layer {
+		e = &l.Entries[f.node.ID] // indexed again: entries keep their numbers
 	}
 	return f.root.openStream(l, func(s *layerindex.Stream) streamReader { return layerindex.OpenFile(s, e) })
+}
+
+// live returns l, or l indexed again if it was dropped since (see fresh).
+func (r *Root) live(ctx context.Context, l *layerindex.Layer) (*layerindex.Layer, syscall.Errno) {
+	if !l.Dead() {
+		return l, 0
+	}
+	ctx, cancel := r.opctx(ctx)
+	defer cancel()
+	return r.fresh(ctx, l)
 }
 
 // fresh returns the layer indexed again after l was dropped (a stored
