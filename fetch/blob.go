@@ -15,7 +15,7 @@ import (
 // them against d: only a whole blob can be checked, which is the cache's job.
 //
 // A 206 must start where asked; a 200 (the server ignored Range) is consumed
-// in the same request by skipping off bytes. A range past the end of the blob
+// by skipping off bytes, and kept for the next range (see rangeless.go). A range past the end of the blob
 // wraps hfserr.ErrInvalid; a missing blob ErrNotFound; a registry refusal
 // ErrDenied; transient failures are retried and then wrap ErrUnavailable.
 func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
@@ -26,6 +26,14 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 	if n == 0 {
 		return []byte{}, nil
 	}
+	if b := c.full.take(d, off); b != nil {
+		// The server ignored Range before: continue that response.
+		if out, err := b.read(off, n); err == nil {
+			c.full.put(d, b)
+			return out, nil
+		}
+		b.body.Close() // and ask again
+	}
 	u := c.url("/blobs/" + d.String())
 	hdr := rangeHeader(off, n)
 	var out []byte
@@ -33,6 +41,15 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 		resp, err := c.do(ctx, hc, http.MethodGet, u, hdr, true)
 		if err != nil {
 			return err
+		}
+		if isFullBody(resp) {
+			b := &fullBody{body: resp.Body, size: resp.ContentLength}
+			if out, err = b.read(off, n); err != nil {
+				resp.Body.Close()
+				return err
+			}
+			c.full.put(d, b) // kept for the next range of d (see rangeless.go)
+			return nil
 		}
 		defer resp.Body.Close()
 		out, err = readRange(resp, off, n, c.statusError)

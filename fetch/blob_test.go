@@ -122,3 +122,37 @@ func TestStatBlob(t *testing.T) {
 		})
 	}
 }
+
+// A server that ignores Range answers with the whole blob; a reader going
+// through the blob in order continues that one response instead of
+// downloading from byte 0 for every range. A range behind the kept
+// response asks again.
+func TestFetchRangeContinuesAFullBody(t *testing.T) {
+	f := newFixture(t)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		r.Header.Del("Range")
+		next.ServeHTTP(w, r)
+	})
+	c := f.client(t)
+	ctx := context.Background()
+	const step = 10_000
+	for off := int64(0); off+step <= int64(len(f.blob)); off += 2 * step { // every other range: skips too
+		got, err := c.FetchRange(ctx, f.blobDigest, off, step)
+		if err != nil || !bytes.Equal(got, f.blob[off:off+step]) {
+			t.Fatalf("range at %d: %d bytes, %v", off, len(got), err)
+		}
+	}
+	if n := f.count("GET blob"); n != 1 {
+		t.Errorf("%d blob GETs for ranges in order, want 1", n)
+	}
+	if b := c.Stats().BlobBytes; b > int64(len(f.blob)) {
+		t.Errorf("%d blob bytes read for a %d-byte blob", b, len(f.blob))
+	}
+	got, err := c.FetchRange(ctx, f.blobDigest, 5, 10)
+	if err != nil || !bytes.Equal(got, f.blob[5:15]) {
+		t.Fatalf("range behind the kept response: %q, %v", got, err)
+	}
+	if n := f.count("GET blob"); n != 2 {
+		t.Errorf("%d blob GETs after a range behind the kept response, want 2", n)
+	}
+}

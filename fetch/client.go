@@ -112,6 +112,7 @@ type Client struct {
 	building *build            // in-flight build, nil if none
 
 	noReferrersAPI atomic.Bool // the registry answered that it has no referrers API
+	full           fullBodies  // kept answers of a server that ignored Range (rangeless.go)
 }
 
 // build is one in-flight construction of the authenticated transport,
