@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -28,7 +29,7 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 	}
 	if b := c.full.take(d, off); b != nil {
 		// The server ignored Range before: continue that response.
-		if out, err := b.read(off, n); err == nil {
+		if out, err := b.read(off, n, c.bufs); err == nil {
 			c.full.put(d, b)
 			return out, nil
 		}
@@ -44,7 +45,7 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 		}
 		if isFullBody(resp) {
 			b := &fullBody{body: resp.Body, size: resp.ContentLength}
-			if out, err = b.read(off, n); err != nil {
+			if out, err = b.read(off, n, c.bufs); err != nil {
 				resp.Body.Close()
 				return err
 			}
@@ -52,7 +53,7 @@ func (c *Client) FetchRange(ctx context.Context, d digest.Digest, off, n int64) 
 			return nil
 		}
 		defer resp.Body.Close()
-		out, err = readRange(resp, off, n, c.statusError)
+		out, err = readRange(resp, off, n, c.bufs, c.statusError)
 		return err
 	})
 	if err != nil {
@@ -77,7 +78,7 @@ func rangeHeader(off, n int64) http.Header {
 // readRange returns bytes [off, off+n) from the response to a ranged GET:
 // a 206 must start where asked; a 200 (the server ignored Range) is
 // consumed by skipping off bytes. Any other status goes to unwanted.
-func readRange(resp *http.Response, off, n int64, unwanted func(*http.Response) error) ([]byte, error) {
+func readRange(resp *http.Response, off, n int64, bufs *bufpool.Pool, unwanted func(*http.Response) error) ([]byte, error) {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		if err := checkContentRange(resp.Header.Get("Content-Range"), off, n); err != nil {
@@ -93,8 +94,9 @@ func readRange(resp *http.Response, off, n int64, unwanted func(*http.Response) 
 	default:
 		return nil, unwanted(resp)
 	}
-	buf := make([]byte, n)
+	buf := bufs.Get(int(n))
 	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		bufs.Put(buf)
 		return nil, transient(fmt.Errorf("read body: %w", err))
 	}
 	if resp.StatusCode == http.StatusPartialContent {

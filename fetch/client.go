@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// one registry find it down once, not once each. nil: a Client keeps
 	// its own.
 	Endpoints *Endpoints
+	// Buffers, if set, is where blob ranges are read into: FetchRange's
+	// result then comes from it, and the caller may give it back with
+	// Buffers.Put once done. nil: each range gets a new buffer.
+	Buffers *bufpool.Pool
 }
 
 // Doc is a manifest document as served by the registry.
@@ -113,6 +118,7 @@ type Client struct {
 
 	noReferrersAPI atomic.Bool // the registry answered that it has no referrers API
 	full           fullBodies  // kept answers of a server that ignored Range (rangeless.go)
+	bufs           *bufpool.Pool
 }
 
 // build is one in-flight construction of the authenticated transport,
@@ -147,6 +153,7 @@ func New(repo string, o Options) (*Client, error) {
 		ep:       Endpoint{Scheme: r.Registry.Scheme(), Host: r.RegistryStr(), Capabilities: CapAll, Server: true},
 		keychain: o.Keychain,
 		base:     o.Transport,
+		bufs:     o.Buffers,
 	}
 	c.meter.init(o)
 	if c.keychain == nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -28,7 +29,7 @@ type fullBody struct {
 
 // read returns bytes [off, off+n) of the blob, off >= b.pos: it skips to
 // off and reads n bytes.
-func (b *fullBody) read(off, n int64) ([]byte, error) {
+func (b *fullBody) read(off, n int64, bufs *bufpool.Pool) ([]byte, error) {
 	if b.size >= 0 && b.size < off+n {
 		return nil, fmt.Errorf("range beyond end of %d-byte blob: %w", b.size, hfserr.ErrInvalid)
 	}
@@ -39,10 +40,11 @@ func (b *fullBody) read(off, n int64) ([]byte, error) {
 			return nil, transient(fmt.Errorf("skip %d bytes of full-blob response: %w", skip, err))
 		}
 	}
-	buf := make([]byte, n)
+	buf := bufs.Get(int(n))
 	m, err := io.ReadFull(b.body, buf)
 	b.pos += int64(m)
 	if err != nil {
+		bufs.Put(buf)
 		return nil, transient(fmt.Errorf("read body: %w", err))
 	}
 	return buf, nil

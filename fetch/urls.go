@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -28,16 +29,17 @@ type URLSource struct {
 	meter
 	urls []*url.URL
 	hc   *http.Client
+	bufs *bufpool.Pool
 }
 
 // NewURLSource accepts absolute http and https URLs (anything else wraps
 // hfserr.ErrInvalid). Of o it uses Transport, Retries, RetryBase, Logger and
-// UserAgent.
+// UserAgent and Buffers.
 func NewURLSource(urls []string, o Options) (*URLSource, error) {
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("no URLs: %w", hfserr.ErrInvalid)
 	}
-	s := &URLSource{}
+	s := &URLSource{bufs: o.Buffers}
 	for _, raw := range urls {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -94,7 +96,7 @@ func (s *URLSource) FetchRange(ctx context.Context, d digest.Digest, off, n int6
 				return err
 			}
 			defer resp.Body.Close()
-			out, err = readRange(resp, off, n, func(r *http.Response) error { return statusError(r, u.Host) })
+			out, err = readRange(resp, off, n, s.bufs, func(r *http.Response) error { return statusError(r, u.Host) })
 			return err
 		})
 	})
