@@ -38,12 +38,17 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/semaphore"
 
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 // Source is where missing bytes come from (fetch.Client satisfies it).
+// FetchRange's result belongs to the caller: with Options.Buffers set,
+// a verification gives it to that pool once its bytes are hashed and
+// written, so a Source must not keep it.
 type Source interface {
 	FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error)
 }
@@ -71,6 +76,10 @@ type Options struct {
 	OnQuarantine    func(d digest.Digest)
 	Logger          *slog.Logger
 	Repository      string // for log lines only
+	// Buffers, if set, is the pool the Source's FetchRange results come
+	// from: once a verification has hashed and written a span's bytes it
+	// gives them back there (see fetch.Options.Buffers).
+	Buffers *bufpool.Pool
 }
 
 const (
@@ -139,17 +148,20 @@ type Cache struct {
 	ctx    context.Context // daemon lifetime: shared fetches and jobs run under it
 	cancel context.CancelFunc
 
-	store   *store
-	tables  *tables
-	docsDir string
-	tmpDir  string
-	lock    *os.File // flock held on <Dir>/lock while open
-	chunks  flight[chunkFlightKey, chunkResult]
-	seals   flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
-	recent  *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
-	bgSem   chan struct{}                   // lazy background verifications
-	spanSem chan struct{}                   // spans held by all verifications at once (span.go)
-	failMem time.Duration
+	store     *store
+	tables    *tables
+	docsDir   string
+	tmpDir    string
+	lock      *os.File // flock held on <Dir>/lock while open
+	chunks    flight[chunkFlightKey, chunkResult]
+	seals     flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
+	recent    *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
+	bgSem     chan struct{}                   // lazy background verifications
+	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
+	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
+	bigRate   float64
+	fastRate  float64 // fastSpanRate; tests lower it
+	failMem   time.Duration
 
 	life   sync.Mutex
 	closed bool
@@ -207,12 +219,13 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	log := o.Logger.With("component", "cache")
 	c := &Cache{
 		o: o, src: src, log: log, lock: lock,
-		store:   newStore(sub("chunks"), sub("tmp"), o.MaxSize, o.ChunkSize, log),
-		tables:  newTables(sub("tables"), sub("tmp"), o.ChunkSize, log),
-		docsDir: sub("docs"),
-		tmpDir:  sub("tmp"),
-		bgSem:   make(chan struct{}, maxBackground),
-		spanSem: make(chan struct{}, spansInFlight(o.ChunkSize, int64(o.Parallel))),
+		store:     newStore(sub("chunks"), sub("tmp"), o.MaxSize, o.ChunkSize, log),
+		tables:    newTables(sub("tables"), sub("tmp"), o.ChunkSize, log),
+		docsDir:   sub("docs"),
+		tmpDir:    sub("tmp"),
+		bgSem:     make(chan struct{}, maxBackground),
+		spanSem:   semaphore.NewWeighted(chunksInFlight(int64(o.Parallel))),
+		probeRate: probeRate, bigRate: bigSpanRate,
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}

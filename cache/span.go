@@ -3,6 +3,11 @@ package cache
 import (
 	"context"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/hashfs/hashfs/internal/bufpool"
 )
 
 // A verification gets the chunks it has no copy of in spans: runs of
@@ -14,56 +19,42 @@ import (
 // must still run at once. The memory bound is the same either way: at
 // most 2×Parallel chunks fetched and not yet hashed.
 
-// spanBytes is how much one request of a verification asks for, at
-// most: docker-registry's read buffer, and enough that a fast link is
-// not spent on per-request costs.
-const spanBytes = 4 << 20
-
-// spanChunks is how many chunks one span holds: up to spanBytes, and
-// few enough that at least 8 spans fit the window of w chunks.
-func spanChunks(cs, w int64) int64 {
-	return max(1, min(spanBytes/cs, w/8))
-}
-
-// spansInFlight bounds the spans that all verifications together hold
-// (fetching, waiting to be hashed or being written): two blobs' windows
-// of 2×parallel chunks. One verification alone keeps its whole window;
-// many at once share the bound instead of each holding a window, so
-// the daemon's memory does not grow with the number of blobs read at
-// once (16 cold blobs read together held 509 MiB before). A
+// chunksInFlight bounds the chunks that all verifications together hold
+// in spans (fetching, waiting to be hashed or being written): two
+// blobs' windows of 2×parallel chunks. One verification alone keeps its
+// whole window; many at once share the bound instead of each holding a
+// window, so the daemon's memory does not grow with the number of blobs
+// read at once (16 cold blobs read together held 509 MiB before). A
 // verification holding spans always holds the one it hashes next, so
 // each makes progress and gives its spans back.
-func spansInFlight(cs, parallel int64) int {
-	w := 2 * parallel
-	return int(2 * (w / spanChunks(cs, w)))
+func chunksInFlight(parallel int64) int64 {
+	return 2 * 2 * parallel
 }
 
 // spanHold is a span's place in the cache-wide bound (spanSem), given
-// back once the hasher and the writer are both done with its bytes.
+// back once the hasher and the writer are both done with its bytes;
+// the bytes, if fetched, then go back to the buffer pool.
 type spanHold struct {
-	sem  chan struct{}
+	sem  *semaphore.Weighted
+	n    int64 // chunks
 	left atomic.Int32
+	data []byte // fetched bytes to give back to bufs; set before the hasher sees them
+	bufs *bufpool.Pool
 }
 
-// holdSpan takes a place in the bound. A verification that holds no
-// span waits for one (ctx ends the wait); one that holds spans does not
-// wait, since only its hashing gives them back: it gets nil and no error,
-// and hashes what it has before asking again.
-func (c *Cache) holdSpan(ctx context.Context, holding bool) (*spanHold, error) {
+// holdSpan takes a place for n chunks in the bound. A verification that
+// holds no span waits for one (ctx ends the wait); one that holds spans
+// does not wait, since only its hashing gives them back: it gets nil
+// and no error, and hashes what it has before asking again.
+func (c *Cache) holdSpan(ctx context.Context, holding bool, n int64) (*spanHold, error) {
 	if holding {
-		select {
-		case c.spanSem <- struct{}{}:
-		default:
+		if !c.spanSem.TryAcquire(n) {
 			return nil, nil
 		}
-	} else {
-		select {
-		case c.spanSem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	} else if err := c.spanSem.Acquire(ctx, n); err != nil {
+		return nil, err
 	}
-	h := &spanHold{sem: c.spanSem}
+	h := &spanHold{sem: c.spanSem, n: n, bufs: c.o.Buffers}
 	h.left.Store(2)
 	return h, nil
 }
@@ -71,7 +62,10 @@ func (c *Cache) holdSpan(ctx context.Context, holding bool) (*spanHold, error) {
 // done is called once by the hasher and once by the writer.
 func (h *spanHold) done() {
 	if h.left.Add(-1) == 0 {
-		<-h.sem
+		if h.data != nil {
+			h.bufs.Put(h.data)
+		}
+		h.sem.Release(h.n)
 	}
 }
 
@@ -84,6 +78,7 @@ type spanResult struct {
 	data      []byte
 	ents      []*entry
 	stored    chan []*entry
+	took      time.Duration // fetching data, if fetched
 }
 
 // chunk returns chunk i's bytes.
@@ -96,12 +91,15 @@ func (r spanResult) chunk(i int64) []byte {
 // the daemon's context): read back if all are cached, else fetched with
 // one request, handed over, then cached. It frees a place in slots, and
 // its share of hold, when it is done with the bytes.
-func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{}, hold *spanHold) *call[spanResult] {
+func (c *Cache) startSpan(k blobKey, first, end int64, sem chan struct{}, slots *semaphore.Weighted, hold *spanHold) *call[spanResult] {
 	cl := &call[spanResult]{done: make(chan struct{})}
 	if !c.spawn(func() {
-		defer func() { <-slots; hold.done() }()
+		defer func() { slots.Release(end - first); hold.done() }()
 		gen := c.store.gen(k.d)
 		res, err := c.loadSpan(k, first, end, sem)
+		if err == nil && res.stored != nil {
+			hold.data = res.data
+		}
 		cl.val, cl.err = res, err
 		close(cl.done)
 		if err == nil && res.stored != nil {
@@ -109,7 +107,7 @@ func (c *Cache) startSpan(k blobKey, first, end int64, sem, slots chan struct{},
 			res.stored <- c.store.put(k.d, first, res.data, nil, gen, false)
 		}
 	}) {
-		<-slots
+		slots.Release(end - first)
 		hold.done()
 		cl.err = errClosed
 		close(cl.done)
@@ -146,10 +144,11 @@ func (c *Cache) loadSpan(k blobKey, first, end int64, sem chan struct{}) (spanRe
 			return res, nil
 		}
 	}
+	t := time.Now()
 	data, err := c.fetch(k.d, off, lastOff+lastN-off, sem)
 	if err != nil {
 		return spanResult{}, err
 	}
-	res.data, res.ents, res.stored = data, nil, make(chan []*entry, 1)
+	res.data, res.ents, res.stored, res.took = data, nil, make(chan []*entry, 1), time.Since(t)
 	return res, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -48,11 +50,12 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	cs := c.o.ChunkSize
 	n := chunkCount(k.size, cs)
 	w := int64(2 * c.o.Parallel)
-	per := spanChunks(cs, w)
+	// Chunks per request: small, or big on a fast source (spansize.go).
+	sizer := newSpanSizer(cs, w, c.probeRate, c.bigRate)
 	sem := make(chan struct{}, c.o.Parallel)
-	// Spans whose bytes are held (fetching, waiting to be hashed or being
-	// written): at most w chunks in memory, and disk writes pace fetches.
-	slots := make(chan struct{}, w/per)
+	// Chunks whose bytes are held (fetching, waiting to be hashed or
+	// being written): at most w in memory, and disk writes pace fetches.
+	slots := semaphore.NewWeighted(w)
 	ring := make([]*call[spanResult], w)
 	sums := make([][32]byte, n) // chaining values (hashstate.go)
 	ents := make([]*entry, n)
@@ -77,23 +80,22 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	var next int64
 	for i := int64(0); i < n; i++ {
 		for next < n {
+			per, ok := sizer.next(next)
 			end := min(n, next+per)
-			if end > i+w {
+			if !ok || end > i+w {
 				break
 			}
-			hold, err := c.holdSpan(ctx, len(held) > 0)
+			hold, err := c.holdSpan(ctx, len(held) > 0, end-next)
 			if err != nil {
 				return nil, err
 			}
 			if hold == nil {
 				break // hash what is held first
 			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
+			if err := slots.Acquire(ctx, end-next); err != nil {
 				hold.done()
 				hold.done()
-				return nil, ctx.Err()
+				return nil, err
 			}
 			cl := c.startSpan(k, next, end, sem, slots, hold)
 			for j := next; j < end; j++ {
@@ -107,6 +109,9 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		res, err := cl.wait(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if i == res.first {
+			sizer.observe(int64(len(res.ents)), len(res.data), res.took, res.stored != nil)
 		}
 		h.Write(res.chunk(i))
 		if res.stored == nil {
