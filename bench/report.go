@@ -160,8 +160,9 @@ func cell(s string) string {
 func (b *bench) writeSweep(w func(string, ...any)) {
 	if len(b.sweep) > 0 {
 		w("\n## Choosing --chunk-size and --parallel\n\nCold %s, `wan`, `--verify strict`, fresh cache each run; "+
-			"the rounds visit every cell in turn. A verification asks for spans of up to 4 MiB of chunks, at most "+
-			"min(parallel, 2 × parallel chunks / chunks per span) at once (`cache/span.go`); the ceiling is what the shaping "+
+			"the rounds visit every cell in turn. A verification fetches its first span alone; on a link as slow per request "+
+			"as `wan` (under 50 MB/s for that span) it keeps spans of up to 4 MiB of chunks, at most "+
+			"min(parallel, 2 × parallel chunks / chunks per span) at once (`cache/spansize.go`); the ceiling is what the shaping "+
 			"allows: requests at once × span / (40 ms + span at 25 MB/s).\n\n",
 			sizeName(b.big.Size))
 		w("| chunk | parallel | mean MB/s | runs MB/s | ceiling MB/s | blob GETs | hashfs CPU s | registry CPU s | proxy CPU s |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -252,7 +253,8 @@ func (b *bench) raPoint(kb int) *readaheadPoint {
 	return nil
 }
 
-// verifyRequests mirrors cache.spanChunks and the verification window:
+// verifyRequests mirrors cache.spanChunks and the verification window
+// on a link that is slow per request, as wan is (cache/spansize.go):
 // the size of one range request of a verification and how many run at once.
 func verifyRequests(o hfOpts) (span int64, conc int) {
 	w := int64(2 * o.Parallel)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/fetch"
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
@@ -73,7 +74,9 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 	if arg.kind == wholeRegistry {
 		return fmt.Errorf("%s is a whole registry: cat needs a repository or an oci: layout: %w", repo, hfserr.ErrInvalid)
 	}
-	p := &parts{o: o, fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs", Endpoints: fetch.NewEndpoints()}}
+	bufs := new(bufpool.Pool) // fetched ranges, given back by the cache
+	p := &parts{o: o, fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs",
+		Endpoints: fetch.NewEndpoints(), Buffers: bufs}}
 	client, err := p.open(arg)
 	if err != nil {
 		return err
@@ -82,7 +85,7 @@ func catFrom(ctx context.Context, o *options, d digest.Digest, repo string, w io
 	if err != nil {
 		return err
 	}
-	c, err := o.strictCache(ctx, logger, client, client.Name())
+	c, err := o.strictCache(ctx, logger, client, client.Name(), bufs)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hashfs/hashfs/cache"
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/internal/units"
 )
 
@@ -143,11 +144,11 @@ func (o *options) tempCache(cmd *cobra.Command, prefix string) (cleanup func(), 
 
 // strictCache opens a strict cache on o's cache directory reading from
 // src, for commands that write out only verified bytes (cat, pull).
-func (o *options) strictCache(ctx context.Context, logger *slog.Logger, src cache.Source, name string) (*cache.Cache, error) {
+func (o *options) strictCache(ctx context.Context, logger *slog.Logger, src cache.Source, name string, bufs *bufpool.Pool) (*cache.Cache, error) {
 	copts, err := o.cacheOptions(logger, name)
 	if err != nil {
 		return nil, err
 	}
-	copts.Mode = cache.Strict
+	copts.Mode, copts.Buffers = cache.Strict, bufs
 	return cache.Open(ctx, src, copts)
 }

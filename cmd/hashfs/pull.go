@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/fetch"
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/manifestview"
 )
 
@@ -56,7 +57,8 @@ log file that gets its progress lines and the outcome.`,
 func pull(cmd *cobra.Command, o *options, ref, dir string, ready func()) error {
 	repo, tagOrDigest := splitRef(ref)
 	logger := o.logger()
-	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs"})
+	bufs := new(bufpool.Pool) // fetched ranges, given back by the cache
+	client, err := fetch.New(repo, fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs", Buffers: bufs})
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func pull(cmd *cobra.Command, o *options, ref, dir string, ready func()) error {
 		return err
 	}
 	defer cleanup()
-	c, err := o.strictCache(ctx, logger, client, client.Repository())
+	c, err := o.strictCache(ctx, logger, client, client.Repository(), bufs)
 	if err != nil {
 		return err
 	}

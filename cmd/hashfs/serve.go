@@ -12,6 +12,7 @@ import (
 	"github.com/hashfs/hashfs/cache"
 	"github.com/hashfs/hashfs/fetch"
 	"github.com/hashfs/hashfs/fs"
+	"github.com/hashfs/hashfs/internal/bufpool"
 	"github.com/hashfs/hashfs/manifestview"
 )
 
@@ -50,9 +51,11 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 			return fmt.Errorf("--pprof-addr: %w", err)
 		}
 	}
+	copts.Buffers = new(bufpool.Pool) // fetched ranges, given back by the cache
 	p := &parts{
 		o: o, log: logger, set: fetch.NewSet(logger), union: manifestview.NewUnion(),
-		fopts:   fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs", Endpoints: fetch.NewEndpoints()},
+		fopts: fetch.Options{PlainHTTP: o.plainHTTP, Logger: logger, UserAgent: "hashfs",
+			Endpoints: fetch.NewEndpoints(), Buffers: copts.Buffers},
 		members: map[string]*member{},
 	}
 	// Offline, the cache reads from nothing but itself (no descriptor URLs
