@@ -162,6 +162,13 @@ func (b *bench) caseCold(ctx context.Context) {
 		h := b.readHashfs(ctx, name, prox, b.chosen, keep, b.big)
 		if prox == b.loop && h.ok() {
 			b.warmReady = true
+			if hc, wc, late, err := b.floorWork(ctx, b.big.Size); err == nil {
+				h.extra("floor_hash_cpu_s", round3(hc))
+				h.extra("floor_pagecache_write_cpu_s", round3(wc))
+				h.extra("pagecache_write_3s_after_drop_cpu_s", round3(late))
+			} else {
+				b.warnOnce("could not measure the floor of a cold read: %v", err)
+			}
 		}
 		minCurl, tgt := 3.0, "≥ 3× curl"
 		if prox == b.loop {

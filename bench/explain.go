@@ -58,6 +58,9 @@ func (b *bench) explain(r row) string {
 			parts = append(parts, "the CPU was not saturated, so the time goes to waiting: request latency, FUSE round trips or the disk")
 		}
 	}
+	if f := b.coldFloor(r); f != "" {
+		parts = append(parts, f)
+	}
 	if fb, ok := h.Extra["first_byte_s"].(float64); ok && fb > 0.5*h.Seconds && strings.Contains(h.Flags, "strict") {
 		parts = append(parts, fmt.Sprintf("the first 4 KiB arrived only after %.1f s of %.1f s: with --verify strict no byte is served "+
 			"before the whole blob is fetched, hashed once and written to the cache, and then the reader reads the cache's file "+
@@ -119,4 +122,36 @@ func (b *bench) bestReadahead() *readaheadPoint {
 		}
 	}
 	return nil
+}
+
+// coldFloor compares the work a cold strict read cannot skip (floorWork,
+// plus the registry and proxy CPU of curl's single stream) with what
+// the row's target allows, or returns "" without those figures.
+func (b *bench) coldFloor(r row) string {
+	h, p := r.h, r.p
+	hc, ok1 := h.Extra["floor_hash_cpu_s"].(float64)
+	wc, ok2 := h.Extra["floor_pagecache_write_cpu_s"].(float64)
+	if !ok1 || !ok2 || p == nil || !p.ok() || p.CPU == nil || r.min <= 0 {
+		return ""
+	}
+	send := p.CPU["registry"] + p.CPU["proxy"]
+	floor := send + hc + wc
+	allowed := p.Seconds / r.min
+	used := h.CPU["readers"] + h.CPU["hashfs"] + h.CPU["registry"] + h.CPU["proxy"]
+	s := fmt.Sprintf("the work no design can skip is the registry and the proxy sending the blob as they did for %s "+
+		"(%.2f CPU-s), hashing it once (%.2f CPU-s on one thread, measured by the benchmark) and writing it into the "+
+		"page cache once for the reader (%.2f CPU-s for dd of as many bytes right after dropping the page cache)",
+		p.Contender, send, hc, wc)
+	s += fmt.Sprintf(": %.2f CPU-s, at least %.2f s on two cores, against %.2f s the target allows", floor, floor/2, allowed)
+	if floor/2 >= allowed {
+		return s + ", so this row cannot pass on this 2-core machine"
+	}
+	s += fmt.Sprintf("; the read used %.2f CPU-s in all, %.2f more than that floor (the registry's cost per "+
+		"request, cache writes, FUSE, scheduling), and the target leaves room for %.2f", used, used-floor, 2*allowed-floor)
+	if late, ok := h.Extra["pagecache_write_3s_after_drop_cpu_s"].(float64); ok && late > 2*wc && balloonReportsFreePages() {
+		s += fmt.Sprintf("; the same dd 3 s after the drop, when most of a cold read's cache writes happen, took %.2f "+
+			"CPU-s: this VM's virtio balloon reports free pages to the host, so each page the dropped cache gave back "+
+			"faults in the host when it is written again", late)
+	}
+	return s
 }

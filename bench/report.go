@@ -21,6 +21,7 @@ type row struct {
 	Notes  string `json:"notes,omitempty"`
 
 	h, p *measurement // what the row was computed from, for explain
+	min  float64      // the target ratio, if the row has one
 	why  string       // a case's own explanation, used when the row fails
 }
 
@@ -48,7 +49,7 @@ func mbps(m measurement) string {
 // ratioRow compares the throughput of h with peer p; min 0 is a row for
 // information only.
 func ratioRow(name string, h, p measurement, min float64, target string) row {
-	r := row{Case: name, Hashfs: mbps(h), Peer: peerLabel(p), Target: target, Ratio: "—", h: &h, p: &p}
+	r := row{Case: name, Hashfs: mbps(h), Peer: peerLabel(p), Target: target, Ratio: "—", h: &h, p: &p, min: min}
 	switch {
 	case !h.ok():
 		r.Pass, r.Notes = "NO", "hashfs not measured: "+h.Error
