@@ -158,6 +158,7 @@ type Cache struct {
 	recent    *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
 	bgSem     chan struct{}                   // lazy background verifications
 	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
+	speed     sourceSpeed                     // learned from lone requests (sourcespeed.go)
 	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
 	fastRate  float64 // fastSpanRate; tests lower it
@@ -226,6 +227,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		bgSem:     make(chan struct{}, maxBackground),
 		spanSem:   semaphore.NewWeighted(chunksInFlight(int64(o.Parallel))),
 		probeRate: probeRate, bigRate: bigSpanRate,
+		speed:   sourceSpeed{rate: probeRate},
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}

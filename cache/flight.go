@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -27,28 +28,39 @@ type call[V any] struct {
 
 // start joins the call running for k, or starts fn via spawn.
 func (f *flight[K, V]) start(k K, spawn func(func()) bool, fn func() (V, error)) *call[V] {
+	c, fresh := f.claim(k)
+	if fresh && !spawn(func() { v, err := fn(); f.settle(k, c, v, err) }) {
+		var zero V
+		f.settle(k, c, zero, errClosed)
+	}
+	return c
+}
+
+// claim returns the call running for k (fresh false), or registers a
+// new one (fresh true) that the caller must settle: a caller that gets
+// several keys' results from one operation claims each first.
+func (f *flight[K, V]) claim(k K) (c *call[V], fresh bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if c, ok := f.calls[k]; ok {
-		f.mu.Unlock()
-		return c
+		return c, false
 	}
 	if f.calls == nil {
 		f.calls = map[K]*call[V]{}
 	}
-	c := &call[V]{done: make(chan struct{})}
+	c = &call[V]{done: make(chan struct{})}
 	f.calls[k] = c
+	return c, true
+}
+
+// settle gives a claimed call its result and lets later callers start
+// a new one.
+func (f *flight[K, V]) settle(k K, c *call[V], v V, err error) {
+	c.val, c.err = v, err
+	f.mu.Lock()
+	delete(f.calls, k)
 	f.mu.Unlock()
-	finish := func() {
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(c.done)
-	}
-	if !spawn(func() { c.val, c.err = fn(); finish() }) {
-		c.err = errClosed
-		finish()
-	}
-	return c
+	close(c.done)
 }
 
 // wait returns the call's result, or ctx's error if ctx ends first.
@@ -108,6 +120,14 @@ func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkRe
 	if err != nil {
 		return chunkResult{}, err
 	}
+	return c.keepChunk(d, i, data, gen, tab)
+}
+
+// keepChunk stores chunk i of d, just fetched, and returns it: checked
+// against tab if d has a trusted table, else as unverified bytes with
+// their own hash for the disk.
+func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab *table) (chunkResult, error) {
+	ck := chunkKey{d, i}
 	if tab == nil {
 		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
 		return chunkResult{data, false}, nil
@@ -134,7 +154,10 @@ func (c *Cache) fetch(d digest.Digest, off, n int64, sem chan struct{}) ([]byte,
 			return nil, c.ctx.Err()
 		}
 	}
+	alone, seq := c.speed.begin()
+	t := time.Now()
 	data, err := c.src.FetchRange(c.ctx, d, off, n)
+	c.speed.end(alone, seq, int64(len(data)), time.Since(t))
 	if errors.Is(err, hfserr.ErrInvalid) {
 		// A range past the end: the blob is not the size its descriptor says.
 		return nil, fmt.Errorf("%s bytes %d-%d: %v: %w", d, off, off+n-1, err, hfserr.ErrIntegrity)

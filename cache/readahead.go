@@ -32,13 +32,87 @@ func (ra *readahead) advance(off, end, limit int64) int64 {
 // read itself touched is the read's to fetch), none that starts at or
 // after limit, except those already cached; nobody waits for them, and
 // the fetches are shared with the reads that come for the same chunks.
+// On a source that proved fast (sourceSpeed) consecutive chunks go in
+// aligned runs of up to spanBytes per request, as a verification's
+// spans do:
+// there a request's cost is the registry's CPU, not the link; elsewhere
+// each chunk is its own request, so a link capped per connection gets
+// as many connections as chunks ahead.
 func (c *Cache) prefetch(k blobKey, end, n, limit int64) {
 	cs := c.o.ChunkSize
 	last := min(chunkCount(k.size, cs), chunkCount(limit, cs))
 	first := (end + cs - 1) / cs
-	for i := first; i < min(first+n, last); i++ {
-		if !c.store.cached(k.d, i, i+1) {
+	per, hi := int64(1), min(first+n, last)
+	if c.speed.fast() {
+		// Runs are aligned to per chunks, and the window reaches the end
+		// of the run it ends in: a window that slides one chunk per read
+		// would otherwise find one new chunk at a time.
+		per = max(1, spanBytes/cs)
+		hi = min(last, (first+n+per-1)/per*per)
+	}
+	gen := c.store.gen(k.d)
+	var run []int64
+	var calls []*call[chunkResult]
+	flush := func() {
+		if len(run) > 0 {
+			c.startRun(k, run, calls, gen)
+			run, calls = nil, nil
+		}
+	}
+	for i := first; i < hi; i++ {
+		if c.store.cached(k.d, i, i+1) {
+			flush()
+			continue
+		}
+		if per == 1 {
 			c.startChunk(k, i)
+			continue
+		}
+		_, ln := chunkSpan(k.size, cs, i)
+		cl, fresh := c.chunks.claim(chunkFlightKey{d: k.d, i: i, n: ln, gen: gen})
+		if !fresh {
+			flush() // being fetched already
+			continue
+		}
+		run, calls = append(run, i), append(calls, cl)
+		if (i+1)%per == 0 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// startRun fetches the consecutive chunks run of k, whose flight calls
+// the caller claimed, in one request, and settles each call with its
+// chunk (stored like a single chunk's, see keepChunk) or the error.
+func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen uint64) {
+	cs := c.o.ChunkSize
+	settle := func(j int, v chunkResult, err error) {
+		_, ln := chunkSpan(k.size, cs, run[j])
+		c.chunks.settle(chunkFlightKey{d: k.d, i: run[j], n: ln, gen: gen}, calls[j], v, err)
+	}
+	if !c.spawn(func() {
+		off, _ := chunkSpan(k.size, cs, run[0])
+		lastOff, lastN := chunkSpan(k.size, cs, run[len(run)-1])
+		data, err := c.fetch(k.d, off, lastOff+lastN-off, nil)
+		tab, _ := c.table(k.d)
+		for j := range run {
+			if err != nil {
+				settle(j, chunkResult{}, err)
+				continue
+			}
+			lo := int64(j) * cs
+			hi := min(int64(len(data)), lo+cs)
+			t := tab
+			if t != nil && !t.spans(run[j], hi-lo) {
+				t = nil // a descriptor that lies about the size: never verified
+			}
+			v, kerr := c.keepChunk(k.d, run[j], data[lo:hi:hi], gen, t)
+			settle(j, v, kerr)
+		}
+	}) {
+		for j := range run {
+			settle(j, chunkResult{}, errClosed)
 		}
 	}
 }

@@ -126,3 +126,50 @@ func TestSpanBuffersGoBackToPool(t *testing.T) {
 		t.Errorf("none of %d fetched spans reused a buffer given back", len(src.sizes))
 	}
 }
+
+// A lazy sequential reader's readahead asks for runs of chunks in one
+// request once a lone request showed the source fast, and for single
+// chunks on a slow one; either way every byte is right and no chunk is
+// asked for twice.
+func TestLazyReadaheadRunsOnFastSource(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name    string
+		delay   time.Duration
+		wantMax int64
+	}{
+		{"fast source", 0, spanBytes},
+		{"slow source", 100 * time.Millisecond, mib}, // 1 MiB in over 100 ms
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := blob(91, 40*mib+3)
+			src := &sizingSource{fakeSource: newFake(b), delay: tt.delay, seen: map[*byte]bool{}}
+			c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 16, Mode: Lazy,
+				BackgroundDelay: time.Hour}) // no background verification during the test
+			c.speed.rate = 16e6 // tells -race's fake (over 50 MB/s) from the slow one (under 10 MB/s)
+			r := c.Open(digest.Of(b), int64(len(b)))
+			defer r.Close()
+			got := make([]byte, len(b))
+			for off := 0; off < len(b); off += 128 << 10 {
+				end := min(len(b), off+128<<10)
+				if n, err := r.ReadAt(context.Background(), got[off:end], int64(off)); n != end-off {
+					t.Fatalf("read at %d: %d bytes, %v", off, n, err)
+				}
+			}
+			if !bytes.Equal(got, b) {
+				t.Fatal("bytes read differ from the blob")
+			}
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			var most, total int64
+			for _, n := range src.sizes {
+				most, total = max(most, n), total+n
+			}
+			if most != tt.wantMax || total != int64(len(b)) {
+				t.Errorf("largest request %d bytes, want %d; %d bytes asked for in %d requests, want the blob's %d once",
+					most, tt.wantMax, total, len(src.sizes), len(b))
+			}
+		})
+	}
+}
