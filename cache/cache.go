@@ -154,12 +154,13 @@ type Cache struct {
 	tmpDir    string
 	lock      *os.File // flock held on <Dir>/lock while open
 	chunks    flight[chunkFlightKey, chunkResult]
-	seals     flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
-	recent    *lru.Cache[chunkKey, []byte]    // verified chunks that did not fit on disk
-	bgSem     chan struct{}                   // lazy background verifications
-	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
-	speed     sourceSpeed                     // learned from lone requests (sourcespeed.go)
-	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
+	seals     flight[digest.Digest, struct{}]  // checks of cached chunks before a blob is whole
+	recent    *lru.Cache[chunkKey, []byte]     // verified chunks that did not fit on disk
+	fresh     *lru.Cache[chunkKey, freshChunk] // lazy: unverified chunks this process just fetched (lazy.go)
+	bgSem     chan struct{}                    // lazy background verifications
+	spanSem   *semaphore.Weighted              // chunks held in spans by all verifications at once (span.go)
+	speed     sourceSpeed                      // learned from lone requests (sourcespeed.go)
+	probeRate float64                          // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
 	fastRate  float64 // fastSpanRate; tests lower it
 	failMem   time.Duration
@@ -232,6 +233,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		blobs:   map[blobKey]*blobState{},
 	}
 	c.recent, _ = lru.New[chunkKey, []byte](recentChunks)
+	c.fresh, _ = lru.New[chunkKey, freshChunk](freshChunks(o.ChunkSize, o.Parallel))
 	sizes, err := c.tables.scan()
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)

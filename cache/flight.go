@@ -130,6 +130,7 @@ func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab
 	ck := chunkKey{d, i}
 	if tab == nil {
 		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
+		c.fresh.Add(ck, freshChunk{data, gen})
 		return chunkResult{data, false}, nil
 	}
 	if !tab.check(i, data) {

@@ -150,8 +150,18 @@ func TestLazyChunkCorruptOnDisk(t *testing.T) {
 	if _, err := r.ReadAt(context.Background(), p, 0); err != nil {
 		t.Fatal(err)
 	}
-	// An unverified chunk is still checked against what was fetched.
+	// While the fetched copy is in memory the reader gets it, whatever
+	// the disk says.
 	flipChunkByte(t, dir, d, 0, 50)
+	if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
+		t.Fatalf("ReadAt from memory after on-disk corruption: %v", err)
+	}
+	if got := src.callsAt(d, 0); got != 1 {
+		t.Fatalf("chunk 0 fetched %d times with its copy in memory, want 1", got)
+	}
+	// Read back from disk, an unverified chunk is still checked against
+	// what was fetched.
+	c.fresh.Purge()
 	if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
 		t.Fatalf("ReadAt after on-disk corruption: %v", err)
 	}
@@ -254,5 +264,33 @@ func TestLazyBackgroundWaitsForIdle(t *testing.T) {
 	waitFor(t, "background verification once idle", func() bool { return c.Status(d, size).Verified })
 	if got := src.answered(); got != size {
 		t.Errorf("fetched %d bytes in all, want the blob once (%d)", got, size)
+	}
+}
+
+// A purge (a failed verification, another source) makes the chunks a
+// lazy reader fetched before it stale, in memory as on disk: the next
+// read fetches again.
+func TestLazyFreshChunksStaleAfterPurge(t *testing.T) {
+	b := blob(25, 6*cs)
+	d := digest.Of(b)
+	src := newFake(b)
+	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, BackgroundDelay: time.Hour})
+	r := c.Open(d, int64(len(b)))
+	defer r.Close()
+	p := make([]byte, 100)
+	for range 2 {
+		if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
+			t.Fatalf("ReadAt: %v", err)
+		}
+	}
+	if got := src.callsAt(d, 0); got != 1 {
+		t.Fatalf("chunk 0 fetched %d times before the purge, want 1", got)
+	}
+	c.store.purge(d)
+	if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
+		t.Fatalf("ReadAt after the purge: %v", err)
+	}
+	if got := src.callsAt(d, 0); got != 2 {
+		t.Fatalf("chunk 0 fetched %d times after the purge, want 2", got)
 	}
 }

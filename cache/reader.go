@@ -141,6 +141,8 @@ func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == ln {
 			return copy(dst, b[lo:]), nil
 		}
+	} else if f, ok := c.fresh.Get(ck); ok && int64(len(f.data)) == ln && f.gen == c.store.gen(k.d) {
+		return copy(dst, f.data[lo:]), nil
 	}
 	if c.store.readRange(ck, ln, tab, lo, dst) {
 		return len(dst), nil

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -128,26 +129,28 @@ func TestSpanBuffersGoBackToPool(t *testing.T) {
 }
 
 // A lazy sequential reader's readahead asks for runs of chunks in one
-// request once a lone request showed the source fast, and for single
-// chunks on a slow one; either way every byte is right and no chunk is
-// asked for twice.
+// request on a source known to be fast (sourceSpeed, tested on its own),
+// and for single chunks on a slow one; either way every byte is right
+// and no chunk is asked for twice.
 func TestLazyReadaheadRunsOnFastSource(t *testing.T) {
 	const mib = 1 << 20
 	tests := []struct {
 		name    string
-		delay   time.Duration
+		verdict int32
+		rate    float64 // sourceSpeed's: what a later lone request finds
 		wantMax int64
 	}{
-		{"fast source", 0, spanBytes},
-		{"slow source", 100 * time.Millisecond, mib}, // 1 MiB in over 100 ms
+		{"fast source", speedFast, 0, spanBytes},
+		{"slow source", speedSlow, math.Inf(1), mib},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := blob(91, 40*mib+3)
-			src := &sizingSource{fakeSource: newFake(b), delay: tt.delay, seen: map[*byte]bool{}}
+			src := &sizingSource{fakeSource: newFake(b), seen: map[*byte]bool{}}
 			c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 16, Mode: Lazy,
 				BackgroundDelay: time.Hour}) // no background verification during the test
-			c.speed.rate = 16e6 // tells -race's fake (over 50 MB/s) from the slow one (under 10 MB/s)
+			c.speed.rate = tt.rate // so the verdict stays
+			c.speed.verdict.Store(tt.verdict)
 			r := c.Open(digest.Of(b), int64(len(b)))
 			defer r.Close()
 			got := make([]byte, len(b))
