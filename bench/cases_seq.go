@@ -180,8 +180,8 @@ func (b *bench) caseCold(ctx context.Context) {
 			ratioRow(name+", strict, vs crane blob", h, crane, 0, "— (for information)"))
 		// Lazy serves chunks as they arrive: a sequential reader is kept
 		// ahead by the adaptive readahead (cache/readahead.go: doubling
-		// up to --parallel chunks, reset by a seek; runs of chunks per
-		// request on a source that proved fast).
+		// up to 2 × --parallel chunks in runs of up to 4 MiB, reset by a
+		// seek).
 		hl := b.readHashfs(ctx, name, prox, b.chosen.with("lazy"), "", b.big)
 		if prox == b.wan {
 			b.lazySeq, b.strictSeq = hl, h

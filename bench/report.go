@@ -230,7 +230,7 @@ func (b *bench) writeSweep(w func(string, ...any)) {
 		sfb, _ := b.strictSeq.Extra["first_byte_s"].(float64)
 		w("\nIn the daemon, lazy reads fetch only the chunks they touch, so a sequential reader gets an adaptive "+
 			"readahead (`cache/readahead.go`, as mountpoint-s3 does): each read that starts where the previous one ended "+
-			"doubles the chunks fetched ahead of it, up to `--parallel`; any seek resets it to none, which keeps random "+
+			"doubles the chunks fetched ahead of it, up to 2 × `--parallel`, asked for in runs of up to 4 MiB; any seek resets it to none, which keeps random "+
 			"readers at one chunk per chunk touched (the random-read rows). Cold sequential %s on `wan`, lazy: %s, first "+
 			"4 KiB after %.2f s (strict: %s, first 4 KiB after %.2f s). Without it a lazy reader has about one chunk in "+
 			"flight, so on `wan` it runs near one connection's 25 MB/s.\n",

@@ -159,7 +159,6 @@ type Cache struct {
 	fresh     *lru.Cache[chunkKey, freshChunk] // lazy: unverified chunks this process just fetched (lazy.go)
 	bgSem     chan struct{}                    // lazy background verifications
 	spanSem   *semaphore.Weighted              // chunks held in spans by all verifications at once (span.go)
-	speed     sourceSpeed                      // learned from lone requests (sourcespeed.go)
 	probeRate float64                          // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
 	fastRate  float64 // fastSpanRate; tests lower it
@@ -228,7 +227,6 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		bgSem:     make(chan struct{}, maxBackground),
 		spanSem:   semaphore.NewWeighted(chunksInFlight(int64(o.Parallel))),
 		probeRate: probeRate, bigRate: bigSpanRate,
-		speed:   sourceSpeed{rate: probeRate},
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -155,10 +154,7 @@ func (c *Cache) fetch(d digest.Digest, off, n int64, sem chan struct{}) ([]byte,
 			return nil, c.ctx.Err()
 		}
 	}
-	alone, seq := c.speed.begin()
-	t := time.Now()
 	data, err := c.src.FetchRange(c.ctx, d, off, n)
-	c.speed.end(alone, seq, int64(len(data)), time.Since(t))
 	if errors.Is(err, hfserr.ErrInvalid) {
 		// A range past the end: the blob is not the size its descriptor says.
 		return nil, fmt.Errorf("%s bytes %d-%d: %v: %w", d, off, off+n-1, err, hfserr.ErrIntegrity)

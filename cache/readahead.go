@@ -4,7 +4,7 @@ import "sync"
 
 // readahead is one Reader's guess at what it reads next, as mountpoint-s3
 // makes it: a read that starts where the previous one ended doubles the
-// chunks fetched ahead of it, up to Parallel; any other read (a seek)
+// chunks fetched ahead of it, up to 2×Parallel; any other read (a seek)
 // resets it to none. It applies to lazy reads, which fetch only what is
 // read; a strict read fetches the whole blob anyway.
 type readahead struct {
@@ -32,59 +32,64 @@ func (ra *readahead) advance(off, end, limit int64) int64 {
 // read itself touched is the read's to fetch), none that starts at or
 // after limit, except those already cached; nobody waits for them, and
 // the fetches are shared with the reads that come for the same chunks.
-// On a source that proved fast (sourceSpeed) consecutive chunks go in
-// aligned runs of up to spanBytes per request, as a verification's
-// spans do:
-// there a request's cost is the registry's CPU, not the link; elsewhere
-// each chunk is its own request, so a link capped per connection gets
-// as many connections as chunks ahead.
+// Consecutive chunks go in runs aligned to a verification's span size
+// (up to 4 MiB), one request each, as spans do: a registry spends its
+// CPU per request, and on a link capped per connection a 4 MiB request
+// moves more per round trip than 1 MiB. The chunks ahead hold places in
+// the cache-wide bound the verifications share (chunksInFlight); when
+// it is full, reading ahead waits for a later read.
 func (c *Cache) prefetch(k blobKey, end, n, limit int64) {
 	cs := c.o.ChunkSize
 	last := min(chunkCount(k.size, cs), chunkCount(limit, cs))
 	first := (end + cs - 1) / cs
-	per, hi := int64(1), min(first+n, last)
-	if c.speed.fast() {
-		// Runs are aligned to per chunks, and the window reaches the end
-		// of the run it ends in: a window that slides one chunk per read
-		// would otherwise find one new chunk at a time.
-		per = max(1, spanBytes/cs)
-		hi = min(last, (first+n+per-1)/per*per)
-	}
+	per := spanChunks(cs, 2*int64(c.o.Parallel))
+	// The window reaches the end of the run it ends in: a window that
+	// slides one chunk per read would otherwise find one new chunk at a
+	// time.
+	hi := min(last, (first+n+per-1)/per*per)
 	gen := c.store.gen(k.d)
-	var run []int64
-	var calls []*call[chunkResult]
-	flush := func() {
-		if len(run) > 0 {
-			c.startRun(k, run, calls, gen)
-			run, calls = nil, nil
+	for g := first / per * per; g < hi; g += per {
+		lo, top := max(g, first), min(g+per, hi)
+		if lo >= top || c.store.cached(k.d, lo, top) {
+			continue
+		}
+		if !c.spanSem.TryAcquire(top - lo) {
+			return
+		}
+		unused := top - lo
+		var run []int64
+		var calls []*call[chunkResult]
+		flush := func() {
+			if len(run) > 0 {
+				unused -= int64(len(run))
+				c.startRun(k, run, calls, gen)
+				run, calls = nil, nil
+			}
+		}
+		for i := lo; i < top; i++ {
+			if c.store.cached(k.d, i, i+1) {
+				flush()
+				continue
+			}
+			_, ln := chunkSpan(k.size, cs, i)
+			cl, fresh := c.chunks.claim(chunkFlightKey{d: k.d, i: i, n: ln, gen: gen})
+			if !fresh {
+				flush() // being fetched already
+				continue
+			}
+			run, calls = append(run, i), append(calls, cl)
+		}
+		flush()
+		if unused > 0 {
+			c.spanSem.Release(unused)
 		}
 	}
-	for i := first; i < hi; i++ {
-		if c.store.cached(k.d, i, i+1) {
-			flush()
-			continue
-		}
-		if per == 1 {
-			c.startChunk(k, i)
-			continue
-		}
-		_, ln := chunkSpan(k.size, cs, i)
-		cl, fresh := c.chunks.claim(chunkFlightKey{d: k.d, i: i, n: ln, gen: gen})
-		if !fresh {
-			flush() // being fetched already
-			continue
-		}
-		run, calls = append(run, i), append(calls, cl)
-		if (i+1)%per == 0 {
-			flush()
-		}
-	}
-	flush()
 }
 
 // startRun fetches the consecutive chunks run of k, whose flight calls
-// the caller claimed, in one request, and settles each call with its
-// chunk (stored like a single chunk's, see keepChunk) or the error.
+// and places in spanSem the caller took, in one request, settles each
+// call with its chunk (stored like a single chunk's, see keepChunk) or
+// the error, and gives the places back.
 func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen uint64) {
 	cs := c.o.ChunkSize
 	settle := func(j int, v chunkResult, err error) {
@@ -92,6 +97,7 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 		c.chunks.settle(chunkFlightKey{d: k.d, i: run[j], n: ln, gen: gen}, calls[j], v, err)
 	}
 	if !c.spawn(func() {
+		defer c.spanSem.Release(int64(len(run)))
 		off, _ := chunkSpan(k.size, cs, run[0])
 		lastOff, lastN := chunkSpan(k.size, cs, run[len(run)-1])
 		data, err := c.fetch(k.d, off, lastOff+lastN-off, nil)
@@ -114,5 +120,6 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 		for j := range run {
 			settle(j, chunkResult{}, errClosed)
 		}
+		c.spanSem.Release(int64(len(run)))
 	}
 }
