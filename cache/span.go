@@ -20,8 +20,9 @@ import (
 // most 2×Parallel chunks fetched and not yet hashed.
 
 // chunksInFlight bounds the chunks that all verifications together hold
-// in spans (fetching, waiting to be hashed or being written): two
-// blobs' windows of 2×parallel chunks. One verification alone keeps its
+// in spans (fetching, waiting to be hashed or being written), with the
+// runs lazy readers read ahead (readahead.go): two blobs' windows of
+// 2×parallel chunks. One verification alone keeps its
 // whole window; many at once share the bound instead of each holding a
 // window, so the daemon's memory does not grow with the number of blobs
 // read at once (16 cold blobs read together held 509 MiB before). A

@@ -65,7 +65,7 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	}
 	var writes []written
 	// The spans started and not yet hashed, in order, with the hasher's
-	// share of their place in the cache-wide bound (spansInFlight).
+	// share of their place in the cache-wide bound (chunksInFlight).
 	type started struct {
 		end  int64
 		hold *spanHold
