@@ -231,7 +231,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		blobs:   map[blobKey]*blobState{},
 	}
 	c.recent, _ = lru.New[chunkKey, []byte](recentChunks)
-	c.fresh, _ = lru.New[chunkKey, freshChunk](freshChunks(o.ChunkSize, o.Parallel))
+	c.fresh, _ = lru.NewWithEvict(freshChunks(o.ChunkSize, o.Parallel), func(_ chunkKey, f freshChunk) { f.rb.release() })
 	sizes, err := c.tables.scan()
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -82,8 +83,9 @@ type chunkFlightKey struct {
 }
 
 type chunkResult struct {
-	data     []byte // shared: never modified
-	verified bool   // data matched the blob's chunk table
+	data     []byte  // shared: never modified
+	verified bool    // data matched the blob's chunk table
+	rb       *runBuf // data's buffer, if a read-ahead run's: acquire before reading data
 }
 
 // startChunk starts (or joins) getting chunk i of blob k: from memory or
@@ -109,28 +111,31 @@ func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkRe
 	}
 	if tab != nil {
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == n {
-			return chunkResult{b, true}, nil
+			return chunkResult{data: b, verified: true}, nil
 		}
 	}
 	if data, _, ok := c.store.read(ck, n, tab, nil); ok {
-		return chunkResult{data, tab != nil}, nil
+		return chunkResult{data: data, verified: tab != nil}, nil
 	}
 	data, err := c.fetch(d, off, n, nil)
 	if err != nil {
 		return chunkResult{}, err
 	}
-	return c.keepChunk(d, i, data, gen, tab)
+	return c.keepChunk(d, i, data, gen, tab, nil)
 }
 
 // keepChunk stores chunk i of d, just fetched, and returns it: checked
 // against tab if d has a trusted table, else as unverified bytes with
-// their own hash for the disk.
-func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab *table) (chunkResult, error) {
+// their own hash for the disk. rb, if not nil, is data's buffer, on
+// which the caller holds a count.
+func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab *table, rb *runBuf) (chunkResult, error) {
 	ck := chunkKey{d, i}
 	if tab == nil {
 		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
-		c.fresh.Add(ck, freshChunk{data, gen})
-		return chunkResult{data, false}, nil
+		if rb.acquire() { // the caller's count is held: this cannot fail
+			c.fresh.Add(ck, freshChunk{data, gen, rb})
+		}
+		return chunkResult{data: data, rb: rb}, nil
 	}
 	if !tab.check(i, data) {
 		c.log.Warn("chunk from registry does not match the blob's verified chunk table",
@@ -138,9 +143,13 @@ func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab
 		return chunkResult{}, fmt.Errorf("%s chunk %d: %w", d, i, hfserr.ErrIntegrity)
 	}
 	if c.store.put(d, i, data, nil, gen, true)[0] == nil {
-		c.recent.Add(ck, data)
+		b := data
+		if rb != nil {
+			b = bytes.Clone(data) // kept past the run's buffer
+		}
+		c.recent.Add(ck, b)
 	}
-	return chunkResult{data, true}, nil
+	return chunkResult{data: data, verified: true, rb: rb}, nil
 }
 
 // fetch gets bytes [off, off+n) of d from the source, under the

@@ -23,6 +23,7 @@ import (
 type freshChunk struct {
 	data []byte
 	gen  uint64
+	rb   *runBuf // data's buffer, on which the entry holds a count
 }
 
 // freshChunks is how many fetched chunks are kept in memory for lazy

@@ -101,6 +101,11 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 		off, _ := chunkSpan(k.size, cs, run[0])
 		lastOff, lastN := chunkSpan(k.size, cs, run[len(run)-1])
 		data, err := c.fetch(k.d, off, lastOff+lastN-off, nil)
+		var rb *runBuf
+		if err == nil {
+			rb = newRunBuf(data, c.o.Buffers)
+			defer rb.release()
+		}
 		tab, _ := c.table(k.d)
 		for j := range run {
 			if err != nil {
@@ -113,7 +118,7 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 			if t != nil && !t.spans(run[j], hi-lo) {
 				t = nil // a descriptor that lies about the size: never verified
 			}
-			v, kerr := c.keepChunk(k.d, run[j], data[lo:hi:hi], gen, t)
+			v, kerr := c.keepChunk(k.d, run[j], data[lo:hi:hi], gen, t, rb)
 			settle(j, v, kerr)
 		}
 	}) {

@@ -141,16 +141,26 @@ func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo
 		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == ln {
 			return copy(dst, b[lo:]), nil
 		}
-	} else if f, ok := c.fresh.Get(ck); ok && int64(len(f.data)) == ln && f.gen == c.store.gen(k.d) {
+	} else if f, ok := c.fresh.Get(ck); ok && int64(len(f.data)) == ln && f.gen == c.store.gen(k.d) && f.rb.acquire() {
+		defer f.rb.release()
 		return copy(dst, f.data[lo:]), nil
 	}
 	if c.store.readRange(ck, ln, tab, lo, dst) {
 		return len(dst), nil
 	}
 	res, err := c.startChunk(k, i).wait(ctx)
+	if err == nil && !res.rb.acquire() {
+		// The read-ahead run's buffer went back to the pool: the chunk
+		// comes again, from the disk or the source, in a buffer of its own.
+		res, err = c.startChunk(k, i).wait(ctx)
+		if err == nil && !res.rb.acquire() {
+			err = fmt.Errorf("%s chunk %d: read-ahead buffer gone twice: %w", k.d, i, hfserr.ErrUnavailable)
+		}
+	}
 	if err != nil {
 		return 0, err
 	}
+	defer res.rb.release()
 	if tab != nil && !res.verified && !tab.check(i, res.data) {
 		return 0, fmt.Errorf("%s chunk %d does not match its verified table: %w", k.d, i, hfserr.ErrIntegrity)
 	}

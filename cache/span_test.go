@@ -159,3 +159,47 @@ func TestLazyReadaheadRuns(t *testing.T) {
 			most, spanBytes, total, len(src.sizes), len(b))
 	}
 }
+
+// Lazy read-ahead runs give their buffers back to the pool once no
+// reader and no in-memory copy holds them, and later runs reuse them;
+// readers racing the reuse read the chunk again, so every byte read is
+// right (and under -race no buffer is written while read).
+func TestLazyRunBuffersRecycled(t *testing.T) {
+	const mib = 1 << 20
+	var bs [][]byte
+	for i := range 4 {
+		bs = append(bs, blob(uint64(700+i), 24*mib+i))
+	}
+	pool := new(bufpool.Pool)
+	src := &sizingSource{fakeSource: newFake(bs...), bufs: pool, seen: map[*byte]bool{}}
+	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 4, Mode: Lazy, Buffers: pool,
+		BackgroundDelay: time.Hour}) // no background verification during the test
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.Open(digest.Of(b), int64(len(b)))
+			defer r.Close()
+			for pass := range 2 { // the second pass reads what the first cached
+				got := make([]byte, len(b))
+				for off := 0; off < len(b); off += 128 << 10 {
+					end := min(len(b), off+128<<10)
+					if n, err := r.ReadAt(context.Background(), got[off:end], int64(off)); n != end-off {
+						t.Errorf("pass %d: read at %d: %d bytes, %v", pass, off, n, err)
+						return
+					}
+				}
+				if !bytes.Equal(got, b) {
+					t.Errorf("pass %d: bytes read differ from blob %s", pass, digest.Of(b))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.reused == 0 {
+		t.Errorf("none of %d read-ahead requests reused a buffer given back", len(src.sizes))
+	}
+}
