@@ -49,6 +49,66 @@ func (s *sizingSource) FetchRange(ctx context.Context, d digest.Digest, off, n i
 	return out, nil
 }
 
+// newPoolSource is a sizingSource of bs, with no delay, answering in
+// buffers from pool.
+func newPoolSource(pool *bufpool.Pool, bs ...[]byte) *sizingSource {
+	return &sizingSource{fakeSource: newFake(bs...), bufs: pool, seen: map[*byte]bool{}}
+}
+
+// blobSet returns n blobs, blob i of size+i bytes from seed seed+i.
+func blobSet(seed uint64, n, size int) [][]byte {
+	var bs [][]byte
+	for i := range n {
+		bs = append(bs, blob(seed+uint64(i), size+i))
+	}
+	return bs
+}
+
+// forEachBlob runs read for every blob of bs, all at once, each with
+// its own Reader.
+func forEachBlob(c *Cache, bs [][]byte, read func(r *Reader, b []byte)) {
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.Open(digest.Of(b), int64(len(b)))
+			defer r.Close()
+			read(r, b)
+		}()
+	}
+	wg.Wait()
+}
+
+// readEach reads every blob of bs whole, all at once, and checks the
+// bytes.
+func readEach(t *testing.T, c *Cache, bs [][]byte) {
+	t.Helper()
+	forEachBlob(c, bs, func(r *Reader, b []byte) {
+		got := make([]byte, len(b))
+		if n, err := r.ReadAt(context.Background(), got, 0); n != len(b) || !bytes.Equal(got, b) {
+			t.Errorf("blob %s: %d bytes, %v", digest.Of(b), n, err)
+		}
+	})
+}
+
+// readSequential reads r from start to end in 128 KiB reads, as cat
+// does, and checks the bytes against b.
+func readSequential(t *testing.T, r *Reader, b []byte) {
+	t.Helper()
+	got := make([]byte, len(b))
+	for off := 0; off < len(b); off += 128 << 10 {
+		end := min(len(b), off+128<<10)
+		if n, err := r.ReadAt(context.Background(), got[off:end], int64(off)); n != end-off {
+			t.Errorf("blob %s: read at %d: %d bytes, %v", digest.Of(b), off, n, err)
+			return
+		}
+	}
+	if !bytes.Equal(got, b) {
+		t.Errorf("blob %s: bytes read differ", digest.Of(b))
+	}
+}
+
 // A verification asks for bigger spans once the source answers fast,
 // and keeps the small ones where each request is slow (far away, or
 // capped per connection).
@@ -99,27 +159,11 @@ func TestSpanSizeFollowsSourceRate(t *testing.T) {
 // while still being hashed or written is also a reported race).
 func TestSpanBuffersGoBackToPool(t *testing.T) {
 	const mib = 1 << 20
-	var bs [][]byte
-	for i := range 6 {
-		bs = append(bs, blob(uint64(500+i), 20*mib+i))
-	}
+	bs := blobSet(500, 6, 20*mib)
 	pool := new(bufpool.Pool)
-	src := &sizingSource{fakeSource: newFake(bs...), bufs: pool, seen: map[*byte]bool{}}
+	src := newPoolSource(pool, bs...)
 	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 4, Buffers: pool})
-	var wg sync.WaitGroup
-	for _, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := c.Open(digest.Of(b), int64(len(b)))
-			defer r.Close()
-			got := make([]byte, len(b))
-			if n, err := r.ReadAt(context.Background(), got, 0); n != len(b) || !bytes.Equal(got, b) {
-				t.Errorf("blob %s: %d bytes, %v", digest.Of(b), n, err)
-			}
-		}()
-	}
-	wg.Wait()
+	readEach(t, c, bs)
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if src.reused == 0 {
@@ -138,16 +182,7 @@ func TestLazyReadaheadRuns(t *testing.T) {
 		BackgroundDelay: time.Hour}) // no background verification during the test
 	r := c.Open(digest.Of(b), int64(len(b)))
 	defer r.Close()
-	got := make([]byte, len(b))
-	for off := 0; off < len(b); off += 128 << 10 {
-		end := min(len(b), off+128<<10)
-		if n, err := r.ReadAt(context.Background(), got[off:end], int64(off)); n != end-off {
-			t.Fatalf("read at %d: %d bytes, %v", off, n, err)
-		}
-	}
-	if !bytes.Equal(got, b) {
-		t.Fatal("bytes read differ from the blob")
-	}
+	readSequential(t, r, b)
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	var most, total int64
@@ -166,37 +201,15 @@ func TestLazyReadaheadRuns(t *testing.T) {
 // right (and under -race no buffer is written while read).
 func TestLazyRunBuffersRecycled(t *testing.T) {
 	const mib = 1 << 20
-	var bs [][]byte
-	for i := range 4 {
-		bs = append(bs, blob(uint64(700+i), 24*mib+i))
-	}
+	bs := blobSet(700, 4, 24*mib)
 	pool := new(bufpool.Pool)
-	src := &sizingSource{fakeSource: newFake(bs...), bufs: pool, seen: map[*byte]bool{}}
+	src := newPoolSource(pool, bs...)
 	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 4, Mode: Lazy, Buffers: pool,
 		BackgroundDelay: time.Hour}) // no background verification during the test
-	var wg sync.WaitGroup
-	for _, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := c.Open(digest.Of(b), int64(len(b)))
-			defer r.Close()
-			for pass := range 2 { // the second pass reads what the first cached
-				got := make([]byte, len(b))
-				for off := 0; off < len(b); off += 128 << 10 {
-					end := min(len(b), off+128<<10)
-					if n, err := r.ReadAt(context.Background(), got[off:end], int64(off)); n != end-off {
-						t.Errorf("pass %d: read at %d: %d bytes, %v", pass, off, n, err)
-						return
-					}
-				}
-				if !bytes.Equal(got, b) {
-					t.Errorf("pass %d: bytes read differ from blob %s", pass, digest.Of(b))
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	forEachBlob(c, bs, func(r *Reader, b []byte) {
+		readSequential(t, r, b)
+		readSequential(t, r, b) // what the first pass cached
+	})
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if src.reused == 0 {

@@ -330,11 +330,7 @@ func TestSizeClaims(t *testing.T) {
 // verification still finishes (one that holds spans never waits for
 // another's).
 func TestVerificationsShareSpanBound(t *testing.T) {
-	const blobs = 12
-	var bs [][]byte
-	for i := range blobs {
-		bs = append(bs, blob(uint64(300+i), 40*cs+7))
-	}
+	bs := blobSet(300, 12, 40*cs+7)
 	src := newFake(bs...)
 	var now, peak atomic.Int64
 	src.setHook(func(ctx context.Context, _ digest.Digest, _ int64) error {
@@ -352,28 +348,15 @@ func TestVerificationsShareSpanBound(t *testing.T) {
 	c := openCache(t, t.TempDir(), src, o)
 	// The fake answers slowly, so every span has spanChunks chunks.
 	bound := chunksInFlight(int64(c.o.Parallel)) / spanChunks(cs, 2*int64(c.o.Parallel))
-	var wg sync.WaitGroup
-	for _, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := c.Open(digest.Of(b), int64(len(b)))
-			defer r.Close()
-			got := make([]byte, len(b))
-			if n, err := r.ReadAt(context.Background(), got, 0); n != len(b) || !bytes.Equal(got, b) {
-				t.Errorf("blob %s: %d bytes, %v", digest.Of(b), n, err)
-			}
-		}()
-	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { readEach(t, c, bs); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("verifications did not finish: stuck waiting for span places")
 	}
 	if p := peak.Load(); p > bound || p < 2 {
-		t.Errorf("at most %d range requests at once across %d verifications, want between 2 and the bound %d", p, blobs, bound)
+		t.Errorf("at most %d range requests at once across %d verifications, want between 2 and the bound %d", p, len(bs), bound)
 	}
 	if all := chunksInFlight(int64(c.o.Parallel)); !c.spanSem.TryAcquire(all) {
 		t.Errorf("span places still held after every verification ended")
