@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 func TestLazyFetchesOnlyTouchedChunks(t *testing.T) {
@@ -292,5 +293,40 @@ func TestLazyFreshChunksStaleAfterPurge(t *testing.T) {
 	}
 	if got := src.callsAt(d, 0); got != 2 {
 		t.Fatalf("chunk 0 fetched %d times after the purge, want 2", got)
+	}
+}
+
+// A lazy blob whose descriptor says it is longer than it is: the
+// read-ahead run that reaches past the real end fails, but the chunks
+// before the end still read right; the ones past it answer EIO.
+func TestLazyRunPastRealEnd(t *testing.T) {
+	const mib = 1 << 20
+	b := blob(27, 10*mib+5)
+	src := newFake(b)
+	// The run over chunks 8-11 is still out when the reader gets there.
+	src.setHook(func(ctx context.Context, _ digest.Digest, off int64) error {
+		if off >= 8*mib {
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})
+	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 16, Mode: Lazy, LazyVerifyMax: mib,
+		BackgroundDelay: time.Hour})
+	r := c.Open(digest.Of(b), 12*mib) // 2 MiB more than there is
+	defer r.Close()
+	got := make([]byte, 10*mib)
+	for off := 0; off < len(got); off += 128 << 10 {
+		if n, err := r.ReadAt(context.Background(), got[off:off+128<<10], int64(off)); n != 128<<10 {
+			t.Fatalf("read at %d, before the real end: %d bytes, %v", off, n, err)
+		}
+	}
+	if !bytes.Equal(got, b[:10*mib]) {
+		t.Fatal("bytes before the real end differ")
+	}
+	if _, err := r.ReadAt(context.Background(), make([]byte, 4096), 11*mib); !errors.Is(err, hfserr.ErrIntegrity) {
+		t.Fatalf("read past the real end: %v, want ErrIntegrity", err)
 	}
 }

@@ -1,6 +1,11 @@
 package cache
 
-import "sync"
+import (
+	"errors"
+	"sync"
+
+	"github.com/hashfs/hashfs/internal/hfserr"
+)
 
 // readahead is one Reader's guess at what it reads next, as mountpoint-s3
 // makes it: a read that starts where the previous one ended doubles the
@@ -88,8 +93,9 @@ func (c *Cache) prefetch(k blobKey, end, n, limit int64) {
 
 // startRun fetches the consecutive chunks run of k, whose flight calls
 // and places in spanSem the caller took, in one request, settles each
-// call with its chunk (stored like a single chunk's, see keepChunk) or
-// the error, and gives the places back.
+// call with its chunk (stored like a single chunk's, see keepChunk; if
+// the run reached past the blob's real end, fetched on its own) or the
+// error, and gives the places back.
 func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen uint64) {
 	cs := c.o.ChunkSize
 	settle := func(j int, v chunkResult, err error) {
@@ -108,6 +114,15 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 		}
 		tab, _ := c.table(k.d)
 		for j := range run {
+			if errors.Is(err, hfserr.ErrIntegrity) {
+				// Past the end of a blob whose descriptor overstates its
+				// size: each chunk on its own, as a read would, so the
+				// chunks before the end do not fail with the run.
+				off, ln := chunkSpan(k.size, cs, run[j])
+				v, cerr := c.loadChunk(k.d, run[j], off, ln, gen)
+				settle(j, v, cerr)
+				continue
+			}
 			if err != nil {
 				settle(j, chunkResult{}, err)
 				continue
