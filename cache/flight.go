@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
@@ -72,6 +73,20 @@ func (c *call[V]) wait(ctx context.Context) (V, error) {
 		var zero V
 		return zero, ctx.Err()
 	}
+}
+
+// doneWithin reports whether the call is done, waiting at most d (or
+// until ctx ends) for it.
+func (c *call[V]) doneWithin(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // chunkFlightKey names one fetch of a chunk. gen separates fetches

@@ -21,6 +21,7 @@ type sizingSource struct {
 
 	mu     sync.Mutex
 	sizes  []int64
+	starts []time.Time // of each request, in the order of sizes
 	seen   map[*byte]bool
 	reused int
 }
@@ -28,6 +29,7 @@ type sizingSource struct {
 func (s *sizingSource) FetchRange(ctx context.Context, d digest.Digest, off, n int64) ([]byte, error) {
 	s.mu.Lock()
 	s.sizes = append(s.sizes, n)
+	s.starts = append(s.starts, time.Now())
 	s.mu.Unlock()
 	select {
 	case <-time.After(s.delay):
@@ -116,7 +118,9 @@ func TestSpanSizeFollowsSourceRate(t *testing.T) {
 	const mib = 1 << 20
 	// The rates are scaled down so that -race and a loaded machine
 	// still tell them apart: "fast" is the fake at full speed (over
-	// 50 MB/s under -race), "slow" at most 4 MiB per 400 ms.
+	// 50 MB/s under -race), "slow" at most 4 MiB per 800 ms. The lone
+	// first span may take 4 MiB / 16 MB/s = 262 ms to be fast: a slow
+	// source gets its other spans asked for before the first is back.
 	const rate = 16e6
 	tests := []struct {
 		name    string
@@ -125,7 +129,7 @@ func TestSpanSizeFollowsSourceRate(t *testing.T) {
 		wantMax int64
 	}{
 		{"fast source", 64*mib + 5, 0, bigSpanBytes},
-		{"slow source", 24*mib + 5, 400 * time.Millisecond, spanBytes},
+		{"slow source", 24*mib + 5, 800 * time.Millisecond, spanBytes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +152,11 @@ func TestSpanSizeFollowsSourceRate(t *testing.T) {
 			if most != tt.wantMax || total != int64(len(b)) {
 				t.Errorf("largest request %d bytes, want %d; %d bytes asked for in %d requests, want the blob's %d once",
 					most, tt.wantMax, total, len(src.sizes), len(b))
+			}
+			if tt.delay > 0 && len(src.starts) > 1 {
+				if gap := src.starts[1].Sub(src.starts[0]); gap >= tt.delay-100*time.Millisecond {
+					t.Errorf("second request %v after the first, which took %v: it waited for the probe", gap, tt.delay)
+				}
 			}
 		})
 	}

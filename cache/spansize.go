@@ -53,6 +53,7 @@ func bigSpanChunks(cs, w int64) int64 {
 // small.
 type spanSizer struct {
 	small, big  int64   // chunks
+	cs          int64   // chunk size
 	probe, keep float64 // probeRate and bigSpanRate; tests lower them
 	state       spanState
 	bytes       int64         // of the big spans fetched so far
@@ -68,7 +69,25 @@ const (
 )
 
 func newSpanSizer(cs, w int64, probe, keep float64) *spanSizer {
-	return &spanSizer{small: spanChunks(cs, w), big: bigSpanChunks(cs, w), probe: probe, keep: keep}
+	return &spanSizer{small: spanChunks(cs, w), big: bigSpanChunks(cs, w), cs: cs, probe: probe, keep: keep}
+}
+
+// probeWait is how long the lone first span may take and still be fast:
+// once it is out longer, the verification gives up on big spans and
+// starts the others (on wan this saves most of a round trip and a
+// span's transfer before the first byte).
+func (z *spanSizer) probeWait() time.Duration {
+	if z.probe <= 0 {
+		return time.Hour
+	}
+	return time.Duration(float64(z.small*z.cs) / z.probe * float64(time.Second))
+}
+
+// giveUp ends a probe that is taking too long: small spans.
+func (z *spanSizer) giveUp() {
+	if z.state == probing {
+		z.state = smallSpans
+	}
 }
 
 // next returns how many chunks the next span holds, and false if no

@@ -65,3 +65,20 @@ func TestSpanSizerProbesAlone(t *testing.T) {
 		t.Fatalf("after a slow probe: %d chunks, may start %v; want 4, true", n, ok)
 	}
 }
+
+// A lone first span still out after probeWait cannot be fast: the
+// verification gives up probing and asks for small spans at once.
+func TestSpanSizerGivesUp(t *testing.T) {
+	z := newSpanSizer(1<<20, 32, probeRate, bigSpanRate)
+	if got, want := z.probeWait(), time.Duration(float64(4<<20)/probeRate*float64(time.Second)); got != want {
+		t.Errorf("probeWait %v, want %v (4 MiB at 50 MB/s)", got, want)
+	}
+	z.giveUp()
+	if n, ok := z.next(4); n != 4 || !ok {
+		t.Fatalf("after giving up: %d chunks, may start %v; want 4, true", n, ok)
+	}
+	z.observe(4, 4<<20, 10*time.Millisecond, true) // the probe comes back fast, too late
+	if n, _ := z.next(8); n != 4 {
+		t.Errorf("a probe back after giving up changed the span to %d chunks", n)
+	}
+}

@@ -78,7 +78,8 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	}()
 	h := sha256.New()
 	var next int64
-	for i := int64(0); i < n; i++ {
+	// startSpans starts spans while the window ahead of chunk i has room.
+	startSpans := func(i int64) error {
 		for next < n {
 			per, ok := sizer.next(next)
 			end := min(n, next+per)
@@ -87,7 +88,7 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			}
 			hold, err := c.holdSpan(ctx, len(held) > 0, end-next)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if hold == nil {
 				break // hash what is held first
@@ -95,7 +96,7 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			if err := slots.Acquire(ctx, end-next); err != nil {
 				hold.done()
 				hold.done()
-				return nil, err
+				return err
 			}
 			cl := c.startSpan(k, next, end, sem, slots, hold)
 			for j := next; j < end; j++ {
@@ -103,6 +104,20 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 			}
 			held = append(held, started{end, hold})
 			next = end
+		}
+		return nil
+	}
+	for i := int64(0); i < n; i++ {
+		if err := startSpans(i); err != nil {
+			return nil, err
+		}
+		if i == 0 && sizer.state == probing && !ring[0].doneWithin(ctx, sizer.probeWait()) {
+			// The lone first span cannot be fast any more: small spans,
+			// started now rather than after it.
+			sizer.giveUp()
+			if err := startSpans(i); err != nil {
+				return nil, err
+			}
 		}
 		cl := ring[i%w]
 		ring[i%w] = nil
