@@ -95,9 +95,6 @@ const (
 	failMemory = time.Second
 	// maxBackground bounds lazy background verifications across the cache.
 	maxBackground = 2
-	// recentChunks is how many verified chunks that did not fit the disk
-	// budget are kept in memory, so sequential small reads do not refetch.
-	recentChunks = 4
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -154,12 +151,11 @@ type Cache struct {
 	tmpDir    string
 	lock      *os.File // flock held on <Dir>/lock while open
 	chunks    flight[chunkFlightKey, chunkResult]
-	seals     flight[digest.Digest, struct{}]  // checks of cached chunks before a blob is whole
-	recent    *lru.Cache[chunkKey, []byte]     // verified chunks that did not fit on disk
-	fresh     *lru.Cache[chunkKey, freshChunk] // lazy: unverified chunks this process just fetched (lazy.go)
-	bgSem     chan struct{}                    // lazy background verifications
-	spanSem   *semaphore.Weighted              // chunks held in spans by all verifications at once (span.go)
-	probeRate float64                          // probeRate and bigSpanRate (spansize.go); tests lower them
+	seals     flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
+	mem       *lru.Cache[chunkKey, memChunk]  // chunks kept in memory (memchunks.go)
+	bgSem     chan struct{}                   // lazy background verifications
+	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
+	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
 	fastRate  float64 // fastSpanRate; tests lower it
 	failMem   time.Duration
@@ -230,8 +226,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}
-	c.recent, _ = lru.New[chunkKey, []byte](recentChunks)
-	c.fresh, _ = lru.NewWithEvict(freshChunks(o.ChunkSize, o.Parallel), func(_ chunkKey, f freshChunk) { f.rb.release() })
+	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, o.Parallel), func(_ chunkKey, m memChunk) { m.rb.release() })
 	sizes, err := c.tables.scan()
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)

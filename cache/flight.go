@@ -125,8 +125,8 @@ func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkRe
 		tab = nil // a descriptor that lies about the size: never verified
 	}
 	if tab != nil {
-		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == n {
-			return chunkResult{data: b, verified: true}, nil
+		if m, ok := c.memGet(ck, n, tab); ok { // verified: no buffer count to hold
+			return chunkResult{data: m.data, verified: true}, nil
 		}
 	}
 	if data, _, ok := c.store.read(ck, n, tab, nil); ok {
@@ -148,7 +148,7 @@ func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab
 	if tab == nil {
 		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
 		if rb.acquire() { // the caller's count is held: this cannot fail
-			c.fresh.Add(ck, freshChunk{data, gen, rb})
+			c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb})
 		}
 		return chunkResult{data: data, rb: rb}, nil
 	}
@@ -162,7 +162,7 @@ func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab
 		if rb != nil {
 			b = bytes.Clone(data) // kept past the run's buffer
 		}
-		c.recent.Add(ck, b)
+		c.mem.Add(ck, memChunk{data: b, gen: gen, verified: true})
 	}
 	return chunkResult{data: data, verified: true, rb: rb}, nil
 }

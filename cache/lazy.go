@@ -15,24 +15,6 @@ import (
 // on a match, which makes the chunks trusted. On a mismatch the blob is
 // quarantined.
 
-// freshChunk is a chunk this process fetched for a lazy reader and has
-// not verified: the bytes as fetched (and hashed for the disk), kept in
-// memory so that the reader, arriving after the readahead fetched them,
-// neither reads them back nor hashes them again. gen is the blob's
-// store generation then: a purge makes the copy stale.
-type freshChunk struct {
-	data []byte
-	gen  uint64
-	rb   *runBuf // data's buffer, on which the entry holds a count
-}
-
-// freshChunks is how many fetched chunks are kept in memory for lazy
-// readers: twice the readahead window of one sequential reader (at most
-// --parallel chunks, plus a run's), within 64 MiB.
-func freshChunks(cs int64, parallel int) int {
-	return int(max(recentChunks, min(2*int64(parallel), (64<<20)/cs)))
-}
-
 // isLazy reports whether reads of k may be served before verification.
 func (c *Cache) isLazy(k blobKey) bool {
 	return c.o.Mode == Lazy && k.size > c.o.LazyVerifyMax

@@ -162,7 +162,7 @@ func TestLazyChunkCorruptOnDisk(t *testing.T) {
 	}
 	// Read back from disk, an unverified chunk is still checked against
 	// what was fetched.
-	c.fresh.Purge()
+	c.mem.Purge()
 	if _, err := r.ReadAt(context.Background(), p, 0); err != nil || !bytes.Equal(p, b[:100]) {
 		t.Fatalf("ReadAt after on-disk corruption: %v", err)
 	}

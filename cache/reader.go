@@ -137,13 +137,9 @@ func (c *Cache) readChunks(ctx context.Context, k blobKey, tab *table, p []byte,
 // into dst.
 func (c *Cache) chunkRange(ctx context.Context, k blobKey, tab *table, i, ln, lo int64, dst []byte) (int, error) {
 	ck := chunkKey{k.d, i}
-	if tab != nil {
-		if b, ok := c.recent.Get(ck); ok && int64(len(b)) == ln {
-			return copy(dst, b[lo:]), nil
-		}
-	} else if f, ok := c.fresh.Get(ck); ok && int64(len(f.data)) == ln && f.gen == c.store.gen(k.d) && f.rb.acquire() {
-		defer f.rb.release()
-		return copy(dst, f.data[lo:]), nil
+	if m, ok := c.memGet(ck, ln, tab); ok {
+		defer m.rb.release()
+		return copy(dst, m.data[lo:]), nil
 	}
 	if c.store.readRange(ck, ln, tab, lo, dst) {
 		return len(dst), nil

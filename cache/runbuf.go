@@ -7,7 +7,7 @@ import (
 )
 
 // runBuf is the buffer a lazy read-ahead run was fetched into, shared by
-// its chunks: their flight results and their copies in Cache.fresh. Each
+// its chunks: their flight results and their copies in Cache.mem. Each
 // holder counts once; the last to let go gives the buffer back to the
 // pool. A reader takes a count before it copies out, and cannot once
 // the count is gone, so it never reads a buffer that a later fetch is

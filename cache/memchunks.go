@@ -1,0 +1,38 @@
+package cache
+
+// memChunk is a chunk kept in memory (Cache.mem). It is either one this
+// process fetched for a lazy reader and has not verified, kept so that
+// the reader arriving after the read-ahead neither reads it back nor
+// hashes it again, or a verified chunk that did not fit the disk
+// budget, kept so that sequential small reads do not refetch it.
+type memChunk struct {
+	data     []byte
+	gen      uint64  // the blob's store generation then: a purge makes an unverified copy stale
+	verified bool    // data matched the blob's chunk table
+	rb       *runBuf // data's buffer, on which the entry holds a count (unverified copies only)
+}
+
+// memChunks is how many chunks are kept in memory: twice the read-ahead
+// window of one sequential lazy reader (2×parallel chunks), within
+// 64 MiB, and at least 4.
+func memChunks(cs int64, parallel int) int {
+	return int(max(4, min(2*int64(parallel), (64<<20)/cs)))
+}
+
+// memGet returns k's copy in memory if it may serve a read against tab
+// (verified if tab is not nil; of the blob's current generation if it
+// is), with a count taken on its buffer that the caller gives back
+// with m.rb.release().
+func (c *Cache) memGet(k chunkKey, n int64, tab *table) (m memChunk, ok bool) {
+	m, ok = c.mem.Get(k)
+	if !ok || int64(len(m.data)) != n {
+		return memChunk{}, false
+	}
+	if tab != nil && !m.verified || tab == nil && m.gen != c.store.gen(k.d) {
+		return memChunk{}, false
+	}
+	if !m.rb.acquire() {
+		return memChunk{}, false
+	}
+	return m, true
+}
