@@ -7,26 +7,14 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"sync"
-
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/hashfs/hashfs/internal/digest"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
 // chunkCache keeps the most recently decoded and checked chunks of
-// layers read through their TOC, up to a byte budget, so that the
-// kernel's 128 KiB reads of one chunk decode it once. Concurrent readers
-// of one chunk share one decode, run without their cancellation.
-type chunkCache struct {
-	mu     sync.Mutex // guards bytes (the LRU calls onEvict under its own lock)
-	bytes  int64
-	max    int64
-	lru    *lru.Cache[chunkKey, []byte]
-	flight singleflight.Group
-}
+// layers read through their TOC (decoded, by bytes).
+type chunkCache struct{ *decoded[chunkKey] }
 
 type chunkKey struct {
 	d         digest.Digest
@@ -37,33 +25,7 @@ type chunkKey struct {
 const defaultChunkBytes = 64 << 20
 
 func newChunkCache(max int64) *chunkCache {
-	c := &chunkCache{max: max}
-	l, err := lru.NewWithEvict[chunkKey, []byte](1024, func(_ chunkKey, b []byte) {
-		c.mu.Lock()
-		c.bytes -= int64(len(b))
-		c.mu.Unlock()
-	})
-	if err != nil {
-		panic(err) // only for a non-positive size
-	}
-	c.lru = l
-	return c
-}
-
-func (c *chunkCache) add(k chunkKey, b []byte) {
-	c.lru.Add(k, b)
-	c.mu.Lock()
-	c.bytes += int64(len(b))
-	c.mu.Unlock()
-	for {
-		c.mu.Lock()
-		over := c.bytes > c.max
-		c.mu.Unlock()
-		if !over || c.lru.Len() <= 1 {
-			return
-		}
-		c.lru.RemoveOldest()
-	}
+	return &chunkCache{newDecoded(1024, max, func(k chunkKey) digest.Digest { return k.d })}
 }
 
 // get returns chunk ch of l, decoded through blob and checked.
@@ -72,36 +34,9 @@ func (c *chunkCache) get(ctx context.Context, l *Layer, blob Blob, ch *Chunk) ([
 	if ch.Zeros {
 		k = chunkKey{l.Digest, -1, ch.Size}
 	}
-	if b, ok := c.lru.Get(k); ok && int64(len(b)) == ch.Size {
-		return b, nil
-	}
-	base := context.WithoutCancel(ctx)
 	key := fmt.Sprintf("%s:%d:%d:%d", l.Digest.Hex(), k.in, k.inner, ch.Size) + ":" + strconv.FormatBool(ch.Zeros)
-	res := c.flight.DoChan(key, func() (any, error) {
-		b, err := l.decodeChunk(base, blob, ch)
-		if err == nil {
-			c.add(k, b)
-		}
-		return b, err
-	})
-	select {
-	case r := <-res:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.([]byte), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// drop forgets every chunk of d.
-func (c *chunkCache) drop(d digest.Digest) {
-	for _, k := range c.lru.Keys() {
-		if k.d == d {
-			c.lru.Remove(k)
-		}
-	}
+	return c.decoded.get(ctx, k, ch.Size, key,
+		func(ctx context.Context) ([]byte, error) { return l.decodeChunk(ctx, blob, ch) })
 }
 
 // decodeChunk decodes chunk ch from the layer's compressed bytes (read
