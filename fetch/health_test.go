@@ -9,31 +9,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashfs/hashfs/internal/fakeclock"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
-
-// fakeClock is a settable time for health.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestIsUnreachable(t *testing.T) {
 	refused := &url.Error{Op: "Get", URL: "http://127.0.0.1:1/v2/", Err: &net.OpError{Op: "dial", Net: "tcp",
@@ -73,8 +55,8 @@ func (timeoutErr) Temporary() bool { return true }
 // others are refused, one probe at a time after each interval, doubling
 // up to the cap, and an answer ends it.
 func TestHealthIntervals(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	h := &health{now: clk.now}
+	clk := fakeclock.New(time.Unix(1_700_000_000, 0))
+	h := &health{now: clk.Now}
 	refused := func(t *testing.T) {
 		t.Helper()
 		if _, err := h.enter(); !errors.Is(err, ErrEndpointDown) || !errors.Is(err, hfserr.ErrUnavailable) {
@@ -96,16 +78,16 @@ func TestHealthIntervals(t *testing.T) {
 		t.Error("stillUp: only the discoverer may retry")
 	}
 	refused(t)
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	refused(t) // the discoverer still holds the probe
 	h.unreachable(roleDiscoverer)
 	h.leave(roleDiscoverer)
 	refused(t)
 
 	for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
-		clk.advance(wait - time.Millisecond)
+		clk.Advance(wait - time.Millisecond)
 		refused(t)
-		clk.advance(time.Millisecond)
+		clk.Advance(time.Millisecond)
 		p, err := h.enter()
 		if p != roleProbe || err != nil {
 			t.Fatalf("after %v: enter = %v, %v; want the probe", wait, p, err)
@@ -116,7 +98,7 @@ func TestHealthIntervals(t *testing.T) {
 		}
 		h.leave(p)
 	}
-	clk.advance(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	p, _ := h.enter()
 	h.reached()
 	h.leave(p)
@@ -133,8 +115,8 @@ func TestClientEndpointDown(t *testing.T) {
 	f := newFixture(t)
 	addr := f.srv.Listener.Addr().String()
 	c := f.client(t, func(o *Options) { o.RetryBase = 5 * time.Millisecond })
-	clk := &fakeClock{t: time.Now()}
-	c.health.now = clk.now
+	clk := fakeclock.New(time.Now())
+	c.health.now = clk.Now
 	ctx := context.Background()
 	if _, err := c.StatBlob(ctx, f.blobDigest); err != nil {
 		t.Fatal(err)
@@ -171,7 +153,7 @@ func TestClientEndpointDown(t *testing.T) {
 		t.Errorf("Skipped = %d, want 5", s)
 	}
 
-	clk.advance(healthMinWait)
+	clk.Advance(healthMinWait)
 	before := c.Stats().Requests
 	if _, err := c.StatBlob(ctx, f.blobDigest); errors.Is(err, ErrEndpointDown) || !errors.Is(err, hfserr.ErrUnavailable) {
 		t.Errorf("probe: %v", err)
@@ -179,7 +161,7 @@ func TestClientEndpointDown(t *testing.T) {
 	if n := c.Stats().Requests - before; n != 1 {
 		t.Errorf("the probe made %d requests, want 1", n)
 	}
-	clk.advance(healthMinWait) // the interval doubled: not yet
+	clk.Advance(healthMinWait) // the interval doubled: not yet
 	if _, err := c.StatBlob(ctx, f.blobDigest); !errors.Is(err, ErrEndpointDown) {
 		t.Errorf("1s after a failed probe: %v, want ErrEndpointDown", err)
 	}
@@ -193,7 +175,7 @@ func TestClientEndpointDown(t *testing.T) {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	clk.advance(healthMinWait)
+	clk.Advance(healthMinWait)
 	for i := range 3 {
 		if size, err := c.StatBlob(ctx, f.blobDigest); err != nil || size != int64(len(f.blob)) {
 			t.Errorf("stat %d with the registry back: %d, %v", i, size, err)

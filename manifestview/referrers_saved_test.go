@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/fakeclock"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
@@ -51,8 +52,8 @@ func TestRepoReferrersSaved(t *testing.T) {
 	sbom := Desc{Digest: blob("m2"), Size: 11, MediaType: MediaTypeOCIManifest, ArtifactType: "application/spdx+json"}
 	reg.set(subject, sig, sbom)
 	saved := &savedReferrers{descs: map[digest.Digest][]Desc{}}
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
-	opts := RepoOptions{TagTTL: time.Minute, Now: clk.now, KnownReferrers: saved.load, OnReferrers: saved.save}
+	clk := fakeclock.New(time.Unix(1_700_000_000, 0))
+	opts := RepoOptions{TagTTL: time.Minute, Now: clk.Now, KnownReferrers: saved.load, OnReferrers: saved.save}
 
 	first := NewRepo(reg, newMemStore(), opts)
 	want, err := first.Referrers(ctx, subject)
@@ -68,7 +69,7 @@ func TestRepoReferrersSaved(t *testing.T) {
 	if _, ok := saved.descs[other]; ok {
 		t.Error("an empty answer is saved as a list, want none kept")
 	}
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if _, err := first.Referrers(ctx, subject); err != nil || saved.writes != 2 {
 		t.Errorf("the same answer after the TTL: %v, %d writes; want no new write", err, saved.writes)
 	}

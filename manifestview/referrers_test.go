@@ -120,14 +120,14 @@ func TestRepoReferrers(t *testing.T) {
 
 	// Within the TTL the answer stands; after it a new referrer shows.
 	reg.set(subject, sig, untyped, sbom)
-	clk.advance(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if got, _ := r.Referrers(ctx, subject); len(got) != 2 {
 		t.Errorf("within the TTL: %v", names(got))
 	}
 	if n := reg.count("referrers"); n != 2 {
 		t.Errorf("registry asked %d times, want 2 (one failure, one answer)", n)
 	}
-	clk.advance(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	got, err = r.Referrers(ctx, subject)
 	if err != nil || len(got) != 3 || got[0].Name != "application_spdx+json-"+sbom.Digest.String() {
 		t.Errorf("after the TTL: %v, %v", names(got), err)
@@ -136,7 +136,7 @@ func TestRepoReferrers(t *testing.T) {
 	// The registry goes down: the last known answer, asked again only
 	// after another TTL.
 	reg.setDown(true)
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	calls := reg.count("referrers")
 	for range 3 {
 		if got, err := r.Referrers(ctx, subject); err != nil || len(got) != 3 {
@@ -148,7 +148,7 @@ func TestRepoReferrers(t *testing.T) {
 	}
 	reg.setDown(false)
 	reg.set(subject)
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if got, err := r.Referrers(ctx, subject); err != nil || len(got) != 0 {
 		t.Errorf("referrers removed: %v, %v", names(got), err)
 	}
@@ -185,7 +185,7 @@ func TestRepoReferrersFromTagList(t *testing.T) {
 	if _, err := r.Referrers(ctx, without); err != nil || reg.count("referrers") != 1 {
 		t.Fatalf("without a tag list: %v, %d registry calls; want it asked once", err, reg.count("referrers"))
 	}
-	clock.advance(2 * time.Minute) // past the referrers' TTL
+	clock.Advance(2 * time.Minute) // past the referrers' TTL
 	if _, err := r.Tags(ctx); err != nil {
 		t.Fatal(err)
 	}

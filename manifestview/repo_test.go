@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashfs/hashfs/internal/digest"
+	"github.com/hashfs/hashfs/internal/fakeclock"
 	"github.com/hashfs/hashfs/internal/hfserr"
 )
 
@@ -130,27 +131,9 @@ func (m *memStore) GetDoc(d digest.Digest) (string, []byte, bool) {
 	return doc.MediaType, doc.Body, ok
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTestRepo(reg Registry, store DocStore) (*Repo, *clock) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	return NewRepo(reg, store, RepoOptions{TagTTL: time.Minute, Now: c.now}), c
+func newTestRepo(reg Registry, store DocStore) (*Repo, *fakeclock.Clock) {
+	c := fakeclock.New(time.Unix(1_700_000_000, 0))
+	return NewRepo(reg, store, RepoOptions{TagTTL: time.Minute, Now: c.Now}), c
 }
 
 func manifestBody(t testing.TB, layer string) []byte {

@@ -54,7 +54,7 @@ func TestRepoTagsTTL(t *testing.T) {
 
 	reg.tag("v1", m2)
 	reg.tag("v2", m2)
-	clk.advance(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"v1": m1, "latest": m1})
 	if d, err := r.Tag(context.Background(), "v1"); err != nil || d.Digest != m1 {
 		t.Errorf("Tag(v1) within TTL = %v, %v", d.Digest, err)
@@ -63,7 +63,7 @@ func TestRepoTagsTTL(t *testing.T) {
 		t.Errorf("listed %d times within the TTL, want 1", c)
 	}
 
-	clk.advance(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"v1": m2, "v2": m2, "latest": m1})
 	if d, err := r.Tag(context.Background(), "v1"); err != nil || d.Digest != m2 {
 		t.Errorf("Tag(v1) after expiry = %v, %v", d.Digest, err)
@@ -94,7 +94,7 @@ func TestRepoTagsRegistryDown(t *testing.T) {
 	// The whole listing fails: the last answer stands.
 	reg.tag("a", m2)
 	reg.listDown = true
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"a": m1, "b": m1})
 
 	// The listing works but one HEAD fails: that tag keeps its target,
@@ -105,16 +105,16 @@ func TestRepoTagsRegistryDown(t *testing.T) {
 	delete(reg.tags, "b")
 	reg.mu.Unlock()
 	reg.tag("c", m2)
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"a": m1, "c": m2})
 
 	// Every HEAD fails: last known targets stay.
 	reg.headDown["c"] = true
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"a": m1, "c": m2})
 
 	reg.headDown = map[string]bool{}
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	sameTargets(t, tagTargets(t, r), map[string]digest.Digest{"a": m2, "c": m2})
 }
 
@@ -157,7 +157,7 @@ func TestRepoTag(t *testing.T) {
 	// Down after the TTL: the last known target, then the new one.
 	reg.tag("v1", m2)
 	reg.headDown["v1"] = true
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if d, err := r.Tag(ctx, "v1"); err != nil || d.Digest != m1 {
 		t.Errorf("Tag(v1) with the registry down = %v, %v; want last known", d.Digest, err)
 	}
@@ -170,7 +170,7 @@ func TestRepoTag(t *testing.T) {
 	reg.mu.Lock()
 	delete(reg.tags, "v1")
 	reg.mu.Unlock()
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if _, err := r.Tag(ctx, "v1"); !errors.Is(err, hfserr.ErrNotFound) {
 		t.Errorf("Tag(deleted) err = %v, want ErrNotFound", err)
 	}
