@@ -218,6 +218,17 @@ func checkLazyRead(t *testing.T, p *proxy, repo, md, ld string, size int64, tt t
 	}
 }
 
+// checkTOCModes runs the strict listing checks and the lazy read check
+// on one TOC layer, as subtests.
+func checkTOCModes(t *testing.T, p *proxy, repo, md, ld string, size int64, tt tocTree) {
+	t.Run("strict", func(t *testing.T) {
+		checkTOCLayer(t, p, repo, md, ld, size, tt)
+	})
+	t.Run("lazy", func(t *testing.T) {
+		checkLazyRead(t, p, repo, md, ld, size, tt)
+	})
+}
+
 func TestTOCEstargz(t *testing.T) {
 	mib := 80
 	host, _ := startDistribution(t)
@@ -228,12 +239,7 @@ func TestTOCEstargz(t *testing.T) {
 	t.Logf("built and pushed a %d MiB eStargz layer in %v", size>>20, time.Since(start).Round(time.Second))
 	md := manifestOf(t, ref)
 	p := newProxy(t, host)
-	t.Run("strict", func(t *testing.T) {
-		checkTOCLayer(t, p, "toc/estargz", md, ld, size, tt)
-	})
-	t.Run("lazy", func(t *testing.T) {
-		checkLazyRead(t, p, "toc/estargz", md, ld, size, tt)
-	})
+	checkTOCModes(t, p, "toc/estargz", md, ld, size, tt)
 	t.Run("rootfs and diff_id", func(t *testing.T) {
 		m := mount(t, p.host+"/toc/estargz")
 		// The full pass shows the tar as any unpacker would: with the
@@ -260,12 +266,7 @@ func TestTOCZstdChunked(t *testing.T) {
 	t.Logf("skopeo wrote and pushed a %d MiB zstd:chunked layer in %v", size>>20, time.Since(start).Round(time.Second))
 	md := manifestOf(t, ref)
 	p := newProxy(t, host)
-	t.Run("strict", func(t *testing.T) {
-		checkTOCLayer(t, p, "toc/zstd", md, ld, size, tt)
-	})
-	t.Run("lazy", func(t *testing.T) {
-		checkLazyRead(t, p, "toc/zstd", md, ld, size, tt)
-	})
+	checkTOCModes(t, p, "toc/zstd", md, ld, size, tt)
 	t.Run("rootfs and diff_id", func(t *testing.T) {
 		m := mount(t, p.host+"/toc/zstd")
 		if b := mustRead(t, m.path(md+"/rootfs/"+tt.target)); !bytes.Equal(b, tt.targetBody) {
