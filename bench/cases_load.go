@@ -186,12 +186,20 @@ func (b *bench) rssRow(ctx context.Context, o hfOpts, target string) {
 		if info {
 			r.Pass = "info"
 		}
-		r.Notes = fmt.Sprintf("streamed at %.0f MB/s; at most 2 × --parallel × --chunk-size = %s of the blob in memory", m.MBps, sizeName(2*int64(o.Parallel)*o.Chunk))
+		r.Notes = fmt.Sprintf("streamed at %.0f MB/s; at most a window of 2 × --parallel chunks (within 2 × --parallel × 4 MiB, at least 2 chunks) = %s of the blob in memory", m.MBps, sizeName(windowBytes(o)))
 		if hwm > 100<<20 {
 			r.why = fmt.Sprintf("With %s up to %s of chunk data is held at once (fetched spans wait to be hashed in order "+
 				"and written), on top of the Go runtime, so the peak grows with --parallel × --chunk-size: "+
-				"compare the row with hashfs's defaults, if there is one.", o, sizeName(2*int64(o.Parallel)*o.Chunk))
+				"compare the row with hashfs's defaults, if there is one.", o, sizeName(windowBytes(o)))
 		}
 	}
 	b.rows = append(b.rows, r)
+}
+
+// windowBytes is the chunk data one verification holds with o's flags,
+// by the rule in hashfs's cache/span.go (windowChunks): 2 × parallel
+// chunks, within 2 × parallel × 4 MiB, and at least 2 chunks.
+func windowBytes(o hfOpts) int64 {
+	p := int64(o.Parallel)
+	return max(2, min(2*p, 2*p*(4<<20)/o.Chunk)) * o.Chunk
 }

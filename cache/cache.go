@@ -155,6 +155,7 @@ type Cache struct {
 	mem       *lru.Cache[chunkKey, memChunk]  // chunks kept in memory (memchunks.go)
 	bgSem     chan struct{}                   // lazy background verifications
 	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
+	window    int64                           // chunks one verification or lazy reader holds (windowChunks)
 	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
 	fastRate  float64 // fastSpanRate; tests lower it
@@ -221,12 +222,13 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		docsDir:   sub("docs"),
 		tmpDir:    sub("tmp"),
 		bgSem:     make(chan struct{}, maxBackground),
-		spanSem:   semaphore.NewWeighted(chunksInFlight(int64(o.Parallel))),
+		window:    windowChunks(o.ChunkSize, o.Parallel),
 		probeRate: probeRate, bigRate: bigSpanRate,
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
 	}
-	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, o.Parallel), func(_ chunkKey, m memChunk) { m.rb.release() })
+	c.spanSem = semaphore.NewWeighted(chunksInFlight(c.window))
+	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, c.window), func(_ chunkKey, m memChunk) { m.rb.release() })
 	sizes, err := c.tables.scan()
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)

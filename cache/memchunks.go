@@ -12,11 +12,11 @@ type memChunk struct {
 	rb       *runBuf // data's buffer, on which the entry holds a count (unverified copies only)
 }
 
-// memChunks is how many chunks are kept in memory: twice the read-ahead
-// window of one sequential lazy reader (2×parallel chunks), within
-// 64 MiB, and at least 4.
-func memChunks(cs int64, parallel int) int {
-	return int(max(4, min(2*int64(parallel), (64<<20)/cs)))
+// memChunks is how many chunks are kept in memory: the read-ahead
+// window of one sequential lazy reader (windowChunks), within 64 MiB,
+// and at least 4 (or the window, if smaller: 2 chunks of up to 64 MiB).
+func memChunks(cs, window int64) int {
+	return int(max(min(4, window), min(window, (64<<20)/cs)))
 }
 
 // memGet returns k's copy in memory if it may serve a read against tab

@@ -47,7 +47,7 @@ func (c *Cache) prefetch(k blobKey, end, n, limit int64) {
 	cs := c.o.ChunkSize
 	last := min(chunkCount(k.size, cs), chunkCount(limit, cs))
 	first := (end + cs - 1) / cs
-	per := spanChunks(cs, 2*int64(c.o.Parallel))
+	per := spanChunks(cs, c.window)
 	// The window reaches the end of the run it ends in: a window that
 	// slides one chunk per read would otherwise find one new chunk at a
 	// time.

@@ -70,7 +70,7 @@ func (r *Reader) ReadAtWithin(ctx context.Context, p []byte, off, limit int64) (
 	if err != nil {
 		return 0, err
 	}
-	if ahead := r.ra.advance(off, end, 2*int64(c.o.Parallel)); ahead > 0 && tab == nil {
+	if ahead := r.ra.advance(off, end, c.window); ahead > 0 && tab == nil {
 		c.prefetch(k, end, ahead, limit)
 	}
 	n, err := c.readChunks(ctx, k, tab, p[:end-off], off)

@@ -16,20 +16,39 @@ import (
 // reading the blob's storage: docker-registry reads 4 MiB from disk for
 // any range it serves), so on a fast link a few large requests beat many
 // small ones; on a slow link with a per-connection limit enough of them
-// must still run at once. The memory bound is the same either way: at
-// most 2×Parallel chunks fetched and not yet hashed.
+// must still run at once. The memory bound is the same either way: a
+// window of chunks fetched and not yet hashed (windowChunks).
+
+// windowChunks is how many chunks one verification holds (fetching,
+// waiting to be hashed or being written) and how far ahead one lazy
+// reader reads: 2×parallel, within 2×parallel spans of spanBytes, and
+// at least 2. Chunks bigger than spanBytes thus mean fewer chunks in
+// memory, not more memory: when the window was 2×parallel chunks of any
+// size, --chunk-size 64MiB --parallel 16 held 2 GiB per verification and
+// a daemon streaming a 4 GiB blob peaked at 3.7 GiB.
+func windowChunks(cs int64, parallel int) int64 {
+	p := int64(parallel)
+	return max(2, min(2*p, 2*p*spanBytes/cs))
+}
 
 // chunksInFlight bounds the chunks that all verifications together hold
 // in spans (fetching, waiting to be hashed or being written), with the
-// runs lazy readers read ahead (readahead.go): two blobs' windows of
-// 2×parallel chunks. One verification alone keeps its
+// runs lazy readers read ahead (readahead.go): two windows (windowChunks).
+// One verification alone keeps its
 // whole window; many at once share the bound instead of each holding a
 // window, so the daemon's memory does not grow with the number of blobs
 // read at once (16 cold blobs read together held 509 MiB before). A
 // verification holding spans always holds the one it hashes next, so
 // each makes progress and gives its spans back.
-func chunksInFlight(parallel int64) int64 {
-	return 2 * 2 * parallel
+func chunksInFlight(window int64) int64 {
+	return 2 * window
+}
+
+// SpanBytes is the most blob data that verifications and lazy
+// read-ahead together hold in memory at once (chunksInFlight chunks).
+// The chunks kept for lazy readers (memChunks) come on top.
+func (c *Cache) SpanBytes() int64 {
+	return chunksInFlight(c.window) * c.o.ChunkSize
 }
 
 // spanHold is a span's place in the cache-wide bound (spanSem), given

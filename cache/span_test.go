@@ -225,3 +225,34 @@ func TestLazyRunBuffersRecycled(t *testing.T) {
 		t.Errorf("none of %d read-ahead requests reused a buffer given back", len(src.sizes))
 	}
 }
+
+// The chunks a verification or a lazy reader holds stay within
+// 2×parallel spans of spanBytes however big the chunks are.
+func TestMemoryBoundsInBytes(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		cs       int64
+		parallel int
+		window   int64 // chunks
+		mem      int   // chunks kept for lazy readers
+	}{
+		{64 << 10, 16, 32, 32},
+		{mib, 16, 32, 32},
+		{mib, 64, 128, 64},
+		{4 * mib, 16, 32, 16},
+		{8 * mib, 16, 16, 8},
+		{16 * mib, 16, 8, 4},
+		{64 * mib, 16, 2, 2},
+		{64 * mib, 1, 2, 2},
+		{mib, 1, 2, 2},
+	} {
+		w := windowChunks(tc.cs, tc.parallel)
+		m := memChunks(tc.cs, w)
+		if w != tc.window || m != tc.mem {
+			t.Errorf("chunk %d, parallel %d: window %d, kept %d chunks; want %d, %d", tc.cs, tc.parallel, w, m, tc.window, tc.mem)
+		}
+		if limit := max(2*tc.cs, 2*int64(tc.parallel)*spanBytes); w*tc.cs > limit {
+			t.Errorf("chunk %d, parallel %d: window of %d bytes, above %d", tc.cs, tc.parallel, w*tc.cs, limit)
+		}
+	}
+}

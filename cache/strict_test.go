@@ -347,7 +347,7 @@ func TestVerificationsShareSpanBound(t *testing.T) {
 	o := Options{Parallel: 4}
 	c := openCache(t, t.TempDir(), src, o)
 	// The fake answers slowly, so every span has spanChunks chunks.
-	bound := chunksInFlight(int64(c.o.Parallel)) / spanChunks(cs, 2*int64(c.o.Parallel))
+	bound := chunksInFlight(c.window) / spanChunks(cs, c.window)
 	done := make(chan struct{})
 	go func() { readEach(t, c, bs); close(done) }()
 	select {
@@ -358,7 +358,7 @@ func TestVerificationsShareSpanBound(t *testing.T) {
 	if p := peak.Load(); p > bound || p < 2 {
 		t.Errorf("at most %d range requests at once across %d verifications, want between 2 and the bound %d", p, len(bs), bound)
 	}
-	if all := chunksInFlight(int64(c.o.Parallel)); !c.spanSem.TryAcquire(all) {
+	if all := chunksInFlight(c.window); !c.spanSem.TryAcquire(all) {
 		t.Errorf("span places still held after every verification ended")
 	} else {
 		c.spanSem.Release(all)

@@ -49,7 +49,7 @@ type job struct {
 func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 	cs := c.o.ChunkSize
 	n := chunkCount(k.size, cs)
-	w := int64(2 * c.o.Parallel)
+	w := c.window
 	// Chunks per request: small, or big on a fast source (spansize.go).
 	sizer := newSpanSizer(cs, w, c.probeRate, c.bigRate)
 	sem := make(chan struct{}, c.o.Parallel)

@@ -59,7 +59,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.Var(&o.cacheMax, "cache-max-size", "hard budget for cached blob bytes, e.g. 512MiB, 20G; least recently used blobs are evicted, never one an open file is reading")
 	f.StringVar(&o.verify, "verify", "strict", "strict: serve only bytes of blobs verified whole (or chunks matching a trusted chunk table); lazy: serve chunks as they arrive and finish verification in the background, quarantining blobs that do not match")
 	f.Var(&o.chunkSize, "chunk-size", "unit of lazy fetches and of checks against a blob's chunk table, a multiple of 4KiB (verification asks for spans of up to 4MiB)")
-	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob; at most 2 × parallel chunks of a blob are in memory")
+	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob; a blob's verification holds at most 2 × parallel chunks in memory (2 × parallel × 4MiB with chunks over 4MiB)")
 	f.Var(&o.lazyVerifyMax, "lazy-verify-max", "with --verify lazy, blobs up to this size are still verified whole before serving")
 	f.DurationVar(&o.quarantineTime, "quarantine-time", 30*time.Second, "with --verify lazy, how long a blob that failed verification answers EIO before it is fetched again")
 	f.DurationVar(&o.tagTTL, "tag-ttl", time.Minute, "how long a tag's answer is used before it is resolved again (the last known answer is kept while the registry is down)")
@@ -75,7 +75,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
 	f.BoolVar(&o.descURLs, "descriptor-urls", true, "fetch blobs whose descriptors list http(s) \"urls\" (foreign layers) from those URLs too, verified like any other source; --descriptor-urls=false keeps a manifest from making the daemon send requests to hosts it names")
 	f.StringVar(&o.hostsDir, "hosts-dir", "/etc/containerd/certs.d", "containerd hosts.toml directory: mirrors listed for a registry (<dir>/<host>/hosts.toml) are tried before it")
-	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT)")
+	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT), raised if needed to the blob bytes --chunk-size and --parallel keep in flight plus 16MiB; 0: none")
 }
 
 func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options, error) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -23,9 +22,6 @@ import (
 // registry, are shown as a namespace with one sha256/ across all of them.
 func serve(ctx context.Context, o *options, sources []string, mountpoint string, ready func()) error {
 	logger := o.logger()
-	if o.memoryLimit > 0 {
-		debug.SetMemoryLimit(int64(o.memoryLimit))
-	}
 	args := make([]sourceArg, 0, len(sources))
 	var registries []string
 	for _, s := range sources {
@@ -103,6 +99,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer c.Close()
+	setMemoryLimit(int64(o.memoryLimit), c.SpanBytes(), logger)
 	p.cache = c
 	if p.offline != nil {
 		p.offline.cache = c
