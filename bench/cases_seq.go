@@ -97,12 +97,19 @@ func (b *bench) sweepVerdict(best sweepPoint) string {
 		return s + fmt.Sprintf(". A cell with a chunk no larger was more than 10%% faster: the defaults should be revisited (`%s`)", faster[0].Opts)
 	}
 	bound := func(chunk int64) float64 { return 2 * (40 + float64(chunk)/25e6*1e3) }
-	return s + fmt.Sprintf(". Only larger chunks were more than 10%% faster. A lazy reader fetches whole chunks, so a %s chunk "+
+	top := fastestOf(faster).Opts
+	return s + fmt.Sprintf(". Only larger chunks were more than 10%% faster, and not for their size: every cell asks for "+
+		"spans of up to 4 MiB, but a verification holds a window of 2 × --parallel chunks (within 2 × --parallel × 4 MiB, "+
+		"`cache/span.go`), so `%s` keeps up to %s of the blob in flight against %s with hashfs's settings, and more requests "+
+		"at once (the ceiling column). That window is the daemon's memory: hashfs keeps it at %s, within the 100 MiB RSS "+
+		"target (the RSS row), and gives up %.0f%% on a strict cold sequential read on `wan`, which `%s` wins back for bulk "+
+		"pulls with more memory. Larger chunks cost lazy readers too: a lazy read fetches whole chunks, so a %s chunk "+
 		"fetches %d× the bytes of a %s one for a small or random read and raises its latency bound from %.0f ms to %.0f ms; "+
-		"hashfs keeps %s chunks for the lazy and random readers it serves (the random-read rows below are measured with them) "+
-		"and gives up %.0f%% on a strict cold sequential read on `wan`, which `%s` wins back for bulk pulls",
+		"the random-read rows below are measured with %s chunks",
+		top, sizeName(windowBytes(top)), sizeName(windowBytes(b.chosen)), sizeName(windowBytes(b.chosen)),
+		100*(1-mine.MBps/best.MBps), top,
 		sizeName(faster[0].Opts.Chunk), faster[0].Opts.Chunk/b.chosen.Chunk, sizeName(b.chosen.Chunk), bound(b.chosen.Chunk),
-		bound(faster[0].Opts.Chunk), sizeName(b.chosen.Chunk), 100*(1-mine.MBps/best.MBps), fastestOf(faster).Opts)
+		bound(faster[0].Opts.Chunk), sizeName(b.chosen.Chunk))
 }
 
 // lastCPU is the daemon's CPU seconds in the last run of p that worked.

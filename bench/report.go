@@ -191,10 +191,10 @@ func (b *bench) writeSweep(w func(string, ...any)) {
 		}
 		w("\nEvery other hashfs row runs with %s. %s. ", who, b.chosenWhy)
 		w("On `wan` one connection moves one request per 40 ms + size/25 MB/s, i.e. at most %.1f MB/s with 1 MiB "+
-			"and %.1f MB/s with 4 MiB requests, so the ceiling grows with both request size and the number at once; where a cell stays well "+
-			"below its ceiling, the two cores (hashing and cache writes in hashfs, plus the proxy and the registry) "+
-			"are the limit, and more connections only add contention. A smaller chunk keeps the random-read latency bound "+
-			"(2 × (40 ms + one chunk)) and the over-fetch of a lazy read low. CPU columns are from the last run.\n",
+			"and %.1f MB/s with 4 MiB requests, so the ceiling grows with both request size and the number at once (a "+
+			"lazy reader of 1 MiB chunks reading ahead in runs of 4 MiB gets the second figure per connection); where a "+
+			"cell stays well below its ceiling, the two cores (hashing and cache writes in hashfs, plus the proxy and the "+
+			"registry) are the limit, and more connections only add contention. CPU columns are from the last run.\n",
 			perConn(1<<20), perConn(4<<20))
 	}
 	if len(b.raSweep) > 0 {

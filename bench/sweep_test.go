@@ -21,7 +21,7 @@ func TestSweepVerdict(t *testing.T) {
 			[]string{"92% of the best cell (`--verify strict --chunk-size 4MiB --parallel 8`, 146 MB/s)", "these settings stand"}},
 		{"only larger chunks faster", []sweepPoint{cell(1<<20, 8, 115, 3.9), cell(1<<20, 16, 140, 3.75), cell(4<<20, 8, 158, 3.5), cell(4<<20, 16, 159, 7.3)},
 			[]string{"88% of the best cell", "used 3.8 CPU-s for it against 7.3", "from 164 ms to 416 ms", "fetches 4× the bytes",
-				"`--verify strict --chunk-size 4MiB --parallel 8` wins back"}},
+				"`--verify strict --chunk-size 4MiB --parallel 8` wins back", "keeps up to 64 MiB of the blob in flight against 32 MiB"}},
 		{"same chunk faster", []sweepPoint{cell(1<<20, 8, 200, 3.9), cell(1<<20, 16, 140, 3.75), cell(4<<20, 8, 148, 3.5)},
 			[]string{"should be revisited (`--verify strict --chunk-size 1MiB --parallel 8`)"}},
 	} {
