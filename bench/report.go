@@ -116,6 +116,10 @@ func (b *bench) markdown(meta map[string]any) string {
 	w("Produced by `make bench` (`go run ./bench`) on %s in %s. Measured on a %v-core VM with %v of memory "+
 		"(kernel %v, %v), shared with other work, so figures move by ±10–20%% between runs. ",
 		meta["date"], meta["duration"], meta["cpus"], meta["memory"], meta["kernel"], meta["cpu_model"])
+	if r, _ := meta["host_reclaim"].(string); r != "" {
+		w("The host takes memory back from this VM (%s): a page it took back faults in the host when it is next "+
+			"written, so new page cache and heap cost more than on a dedicated machine, and more in some runs than in others. ", r)
+	}
 	w("hashfs %v; peers: %v.\n\n", meta["hashfs_commit"], meta["peers"])
 	w("Registry: Debian `docker-registry` on 127.0.0.1 behind the benchmark's shaping proxy (`bench/proxy.go`): "+
 		"`loopback` = no shaping, `wan` = +40 ms per request and 25 MB/s (25×10⁶ B/s) per client connection. "+
@@ -308,6 +312,7 @@ func (b *bench) meta() map[string]any {
 		"memory":        memTotal(),
 		"kernel":        kernelRelease(),
 		"cpu_model":     cpuModel(),
+		"host_reclaim":  hostReclaim(),
 		"hashfs_commit": b.commit,
 		"peers":         b.peerVersions(),
 		"blob_sizes":    map[string]int64{"big": b.big.Size, "shared": b.shared.Size, "many_each": b.manySize(), "huge": b.huge.Size},
