@@ -98,6 +98,12 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		fl = fuse.FOPEN_KEEP_CACHE
 	}
 	h := &blobHandle{root: f.root, node: f, desc: f.desc, r: c.Open(f.desc.Digest, f.desc.Size)}
+	select {
+	case <-f.root.decided:
+	case <-ctx.Done():
+		h.r.Close()
+		return nil, 0, syscall.EINTR
+	}
 	f.mu.Lock()
 	try := f.passOpens == 0 && f.cachedOpens == 0 && f.root.passthrough.Load()
 	f.mu.Unlock()

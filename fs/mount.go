@@ -85,6 +85,7 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 	if err := enablePassthrough(srv, root); err != nil && o.Logger != nil {
 		o.Logger.Info("FUSE passthrough off: every read goes through the daemon", "reason", err)
 	}
+	root.decideOnce.Do(func() { close(root.decided) })
 	return srv, nil
 }
 

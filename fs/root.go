@@ -61,6 +61,12 @@ type Root struct {
 	mtime time.Time // shown on every node: content has no meaningful mtime
 
 	passthrough atomic.Bool // the kernel takes cache files as backing files (Mount sets it)
+	// decided is closed once Mount has asked the kernel about
+	// passthrough: the kernel sends requests as soon as the mount is
+	// live, and an open answered before then would read through the
+	// daemon for as long as the file stays open.
+	decided    chan struct{}
+	decideOnce sync.Once
 
 	layers *layerindex.Indexer // the files inside layers (layers.go)
 	diffs  *diffIDSet          // diff_ids of the image configs read (diffid.go)
@@ -85,7 +91,7 @@ func NewRoot(cfg Config) *Root {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	return &Root{cfg: cfg, mtime: time.Now(), files: map[digest.Digest][]*gofs.Inode{},
+	return &Root{cfg: cfg, mtime: time.Now(), files: map[digest.Digest][]*gofs.Inode{}, decided: make(chan struct{}),
 		layers: newIndexer(cfg), diffs: newDiffIDSet()}
 }
 
