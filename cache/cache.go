@@ -158,15 +158,15 @@ type Cache struct {
 	window    int64                           // chunks one verification or lazy reader holds (windowChunks)
 	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
 	bigRate   float64
-	fastRate  float64 // fastSpanRate; tests lower it
 	failMem   time.Duration
 
 	life   sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	blobs map[blobKey]*blobState
+	mu     sync.Mutex
+	blobs  map[blobKey]*blobState
+	chains map[digest.Digest]*chain // lazy blobs hashed as they are read (chain.go)
 }
 
 var errClosed = fmt.Errorf("cache closed: %w", hfserr.ErrUnavailable)
@@ -226,8 +226,10 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		probeRate: probeRate, bigRate: bigSpanRate,
 		failMem: failMemory,
 		blobs:   map[blobKey]*blobState{},
+		chains:  map[digest.Digest]*chain{},
 	}
 	c.spanSem = semaphore.NewWeighted(chunksInFlight(c.window))
+	c.store.chained = c.chainCheck
 	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, c.window), func(_ chunkKey, m memChunk) { m.rb.release() })
 	sizes, err := c.tables.scan()
 	if err != nil {

@@ -84,6 +84,10 @@ type store struct {
 	pending map[chunkKey]*pendingPut
 	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
+	// chained checks an unverified chunk written without a hash of its
+	// own against the chain of hashes it joined (chain.go); known is
+	// false once the chain is gone. nil: such chunks are never read.
+	chained func(k chunkKey, data []byte) (good, known bool)
 }
 
 func newStore(dir, tmp string, max, cs int64, log *slog.Logger) *store {
@@ -198,14 +202,25 @@ func (s *store) currentLocked(k chunkKey, bf *blobFile, e *entry) bool {
 
 // read returns chunk k (n bytes) from disk if it checks out: against
 // tab if the blob has a table, else against the sha256 this process
-// recorded when it wrote the chunk. Bytes this process already checked
+// recorded when it wrote the chunk, or, for a chunk written without one,
+// against its blob's chain (chained). Bytes this process already checked
 // are not hashed again. buf, if it has room for n bytes, is used for the
 // data. A chunk that does not match is dropped. e is the chunk's entry,
 // nil if it was replaced meanwhile.
 func (s *store) read(k chunkKey, n int64, tab *table, buf []byte) (data []byte, e *entry, ok bool) {
+	return s.readChecked(k, n, tab, buf, s.chained != nil)
+}
+
+// readOwn is read of an unverified chunk (no table) only if it was
+// written with a hash of its own, for a chain (which holds its lock).
+func (s *store) readOwn(k chunkKey, n int64) (data []byte, e *entry, ok bool) {
+	return s.readChecked(k, n, nil, nil, false)
+}
+
+func (s *store) readChecked(k chunkKey, n int64, tab *table, buf []byte, chained bool) (data []byte, e *entry, ok bool) {
 	s.mu.Lock()
 	bf, e, ok := s.lookupLocked(k)
-	if !ok || e.size != n || (tab == nil && !e.hasPlain) {
+	if !ok || e.size != n || (tab == nil && !e.hasPlain && !e.checked && !chained) {
 		s.mu.Unlock()
 		return nil, nil, false
 	}
@@ -232,10 +247,16 @@ func (s *store) read(k chunkKey, n int64, tab *table, buf []byte) (data []byte, 
 	known := (tab != nil && snap.verified) || (tab == nil && snap.checked)
 	if !known {
 		good := false
-		if tab != nil {
+		switch {
+		case tab != nil:
 			good = tab.check(k.i, buf)
-		} else {
+		case snap.hasPlain:
 			good = sha256.Sum256(buf) == snap.plain
+		default:
+			var known bool
+			if good, known = s.chained(k, buf); !known {
+				return nil, nil, false // nothing to check it against: fetched again
+			}
 		}
 		if !good {
 			s.drop(k, bf, e, "does not match its checksum", nil)

@@ -110,7 +110,7 @@ func (c *Cache) startChunk(k blobKey, i int64) *call[chunkResult] {
 	gen := c.store.gen(k.d)
 	fk := chunkFlightKey{d: k.d, i: i, n: n, gen: gen}
 	return c.chunks.start(fk, c.spawn, func() (chunkResult, error) {
-		return c.loadChunk(k.d, i, off, n, gen)
+		return c.loadChunk(k, i, off, n, gen)
 	})
 }
 
@@ -118,7 +118,8 @@ func (c *Cache) startChunk(k blobKey, i int64) *call[chunkResult] {
 // table the bytes match it (verified); without one they are the bytes
 // this process fetched (or wrote and re-read), and the caller decides
 // whether unverified bytes may be used.
-func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkResult, error) {
+func (c *Cache) loadChunk(k blobKey, i, off, n int64, gen uint64) (chunkResult, error) {
+	d := k.d
 	ck := chunkKey{d, i}
 	tab, _ := c.table(d)
 	if tab != nil && !tab.spans(i, n) {
@@ -136,19 +137,39 @@ func (c *Cache) loadChunk(d digest.Digest, i, off, n int64, gen uint64) (chunkRe
 	if err != nil {
 		return chunkResult{}, err
 	}
-	return c.keepChunk(d, i, data, gen, tab, nil)
+	return c.keepChunk(k, i, data, gen, tab, nil)
 }
 
-// keepChunk stores chunk i of d, just fetched, and returns it: checked
-// against tab if d has a trusted table, else as unverified bytes with
-// their own hash for the disk. rb, if not nil, is data's buffer, on
-// which the caller holds a count.
-func (c *Cache) keepChunk(d digest.Digest, i int64, data []byte, gen uint64, tab *table, rb *runBuf) (chunkResult, error) {
+// keepChunk stores chunk i of blob k, just fetched, and returns it:
+// checked against tab if the blob has a trusted table, else as
+// unverified bytes, hashed into the blob's chain if they are the next
+// it needs (chain.go), or with their own hash for the disk. rb, if not
+// nil, is data's buffer, on which the caller holds a count.
+func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *table, rb *runBuf) (chunkResult, error) {
+	d := k.d
 	ck := chunkKey{d, i}
 	if tab == nil {
-		c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)
-		if rb.acquire() { // the caller's count is held: this cannot fail
-			c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb})
+		keep := func(e *entry) {
+			if rb.acquire() { // the caller's count is held: this cannot fail
+				c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb, ent: e})
+			}
+		}
+		if ch := c.chainFor(k, i, gen); ch != nil {
+			e := c.store.put(d, i, data, nil, gen, false)[0]
+			ch.add(i, chunkCount(k.size, c.o.ChunkSize), data, e)
+			c.extend(k, ch)
+			ch.mu.Unlock()
+			// Only now may other readers find it: a reader at the blob's
+			// end learns of a mismatch before it has the last bytes.
+			keep(e)
+		} else {
+			keep(c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)[0])
+			// The chain may have stopped short of this chunk while it
+			// was on its way to memory: then it goes on from here.
+			if ch := c.chainFor(k, i, gen); ch != nil {
+				c.extend(k, ch)
+				ch.mu.Unlock()
+			}
 		}
 		return chunkResult{data: data, rb: rb}, nil
 	}

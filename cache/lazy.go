@@ -45,7 +45,14 @@ func (c *Cache) startBackground(k blobKey) {
 			c.finishLazy(k, j, nil, c.ctx.Err())
 			return
 		}
-		tab, err := c.verify(c.ctx, k)
+		// A reader's chain (chain.go) may have settled the blob meanwhile:
+		// verified, or quarantined (a read after the quarantine starts
+		// another job).
+		tab, _ := c.table(k.d)
+		var err error
+		if tab == nil && c.quarantineErr(k) == nil {
+			tab, err = c.verify(c.ctx, k)
+		}
 		<-c.bgSem
 		c.finishLazy(k, j, tab, err)
 	}) {
@@ -78,19 +85,25 @@ func (c *Cache) waitIdle(k blobKey) error {
 	}
 }
 
+// lazyFailed quarantines k, served before it was found not to hash to
+// its digest, and turns to another source for it.
+func (c *Cache) lazyFailed(k blobKey, ie *IntegrityError) {
+	c.quarantine(k, ie.Got)
+	if r, ok := c.src.(Rejecter); ok {
+		r.Reject(k.d) // once the quarantine ends, another source serves it
+	}
+}
+
 func (c *Cache) finishLazy(k blobKey, j *job, tab *table, err error) {
 	var ie *IntegrityError
 	bad := errors.As(err, &ie)
 	if bad {
-		c.quarantine(k, ie.Got)
-		if r, ok := c.src.(Rejecter); ok {
-			r.Reject(k.d) // once the quarantine ends, another source serves it
-		}
+		c.lazyFailed(k, ie)
 	} else if err != nil && c.ctx.Err() == nil {
 		c.log.Warn("background verification failed, will retry", "digest", k.d.String(),
 			"repository", c.o.Repository, "size", k.size, "err", err)
-	} else if err == nil {
-		c.log.Debug("blob verified in background", "digest", k.d.String(), "size", k.size)
+	} else if tab != nil {
+		c.log.Debug("blob verified", "digest", k.d.String(), "size", k.size)
 	}
 	c.mu.Lock()
 	st := c.stateLocked(k)

@@ -10,6 +10,7 @@ type memChunk struct {
 	gen      uint64  // the blob's store generation then: a purge makes an unverified copy stale
 	verified bool    // data matched the blob's chunk table
 	rb       *runBuf // data's buffer, on which the entry holds a count (unverified copies only)
+	ent      *entry  // unverified copies: the cache entry written from data, if any
 }
 
 // memChunks is how many chunks are kept in memory: the read-ahead

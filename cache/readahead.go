@@ -119,7 +119,7 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 				// size: each chunk on its own, as a read would, so the
 				// chunks before the end do not fail with the run.
 				off, ln := chunkSpan(k.size, cs, run[j])
-				v, cerr := c.loadChunk(k.d, run[j], off, ln, gen)
+				v, cerr := c.loadChunk(k, run[j], off, ln, gen)
 				settle(j, v, cerr)
 				continue
 			}
@@ -133,7 +133,7 @@ func (c *Cache) startRun(k blobKey, run []int64, calls []*call[chunkResult], gen
 			if t != nil && !t.spans(run[j], hi-lo) {
 				t = nil // a descriptor that lies about the size: never verified
 			}
-			v, kerr := c.keepChunk(k.d, run[j], data[lo:hi:hi], gen, t, rb)
+			v, kerr := c.keepChunk(k, run[j], data[lo:hi:hi], gen, t, rb)
 			settle(j, v, kerr)
 		}
 	}) {

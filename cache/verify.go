@@ -77,11 +77,19 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		}
 	}()
 	h := sha256.New()
-	var next int64
+	var start int64 // chunks already hashed, by the chain of a lazy reader (chain.go)
+	if c.isLazy(k) {
+		if ch := c.takeChain(k, c.store.gen(k.d)); ch != nil {
+			h, start = ch.h, ch.next
+			copy(sums, ch.sums[:start])
+			copy(ents, ch.ents)
+		}
+	}
+	next := start
 	// startSpans starts spans while the window ahead of chunk i has room.
 	startSpans := func(i int64) error {
 		for next < n {
-			per, ok := sizer.next(next)
+			per, ok := sizer.next(next - start)
 			end := min(n, next+per)
 			if !ok || end > i+w {
 				break
@@ -107,11 +115,11 @@ func (c *Cache) verify(ctx context.Context, k blobKey) (*table, error) {
 		}
 		return nil
 	}
-	for i := int64(0); i < n; i++ {
+	for i := start; i < n; i++ {
 		if err := startSpans(i); err != nil {
 			return nil, err
 		}
-		if i == 0 && sizer.state == probing && !ring[0].doneWithin(ctx, sizer.probeWait()) {
+		if i == start && sizer.state == probing && !ring[i%w].doneWithin(ctx, sizer.probeWait()) {
 			// The lone first span cannot be fast any more: small spans,
 			// started now rather than after it.
 			sizer.giveUp()

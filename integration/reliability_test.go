@@ -441,7 +441,8 @@ func TestFaultCorruptStrict(t *testing.T) {
 }
 
 // TestFaultCorruptLazy: in lazy mode the corruption is found by the
-// background verification, the blob is quarantined (EIO, xattr
+// verification (the reader's own, as it reads the blob front to back,
+// or the background one), the blob is quarantined (EIO, xattr
 // "quarantined", a log line naming the digest) for --quarantine-time,
 // and read correctly afterwards.
 func TestFaultCorruptLazy(t *testing.T) {
@@ -496,7 +497,7 @@ func TestFaultCorruptLazy(t *testing.T) {
 	}
 	row.reader = fmt.Sprintf("first read (lazy serves chunks before the blob is verified): %d bytes then %s%s; once quarantined: EIO, 0 bytes; after the quarantine the right bytes",
 		len(first.b), errnoName(first.err), map[bool]string{true: " (unverified bytes, as lazy documents)", false: ""}[firstWrong])
-	row.daemon = "background verification found the mismatch, purged the blob's chunks, set `user.hashfs.verified=quarantined` and logged: `" + strings.TrimSpace(excerpt(logLine)) + "`"
+	row.daemon = "the verification that hashes the blob as its reader reads it front to back (`cache/chain.go`) found the mismatch when the last chunk arrived, purged the blob's chunks, set `user.hashfs.verified=quarantined` and logged: `" + strings.TrimSpace(excerpt(logLine)) + "`"
 	row.figures = fmt.Sprintf("quarantined %s after the first open; quarantine lifted %s later (--quarantine-time 2s)", ms(quarantinedAt.Sub(start)), ms(released))
 	row.lost = "none in the cache; lazy mode hands out unverified chunks by design (strict does not)"
 }

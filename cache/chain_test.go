@@ -1,0 +1,202 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashfs/hashfs/internal/digest"
+)
+
+// A lazy blob read front to back is verified by the read itself: the
+// table exists once the last chunk is served, with no background job
+// (held off for an hour here), every chunk fetched once, and later reads
+// are of verified chunks. It holds for single reads and for the runs a
+// sequential reader reads ahead.
+func TestLazySequentialReadVerifies(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		parallel int
+		step     int
+	}{
+		{"read-ahead runs", 4, 20000},
+		{"one chunk at a time", 1, cs},
+		{"reads across chunks", 2, cs + 4097},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := blob(40, 37*cs+123)
+			d := digest.Of(b)
+			size := int64(len(b))
+			src := newFake(b)
+			c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: tc.parallel, BackgroundDelay: time.Hour})
+			readAll(t, c, b, tc.step)
+			if st := c.Status(d, size); !st.Verified || st.Quarantined {
+				t.Fatalf("after reading the blob front to back: Status = %+v, want verified", st)
+			}
+			if got := src.answered(); got != size {
+				t.Errorf("fetched %d bytes, want the blob once (%d)", got, size)
+			}
+			tab, _ := c.table(d)
+			if f, todo := c.store.seal(d, tab); f == nil {
+				t.Errorf("the verified blob cannot be served whole: chunks %v not marked verified", todo)
+			} else {
+				f.Close()
+			}
+			c.mem.Purge()
+			readAll(t, c, b, 50000) // from disk, against the table
+			if got := src.answered(); got != size {
+				t.Errorf("fetched %d bytes after reading again, want %d", got, size)
+			}
+		})
+	}
+}
+
+// A lazy blob that does not hash to its digest is quarantined when its
+// reader reaches the end, and that last read fails rather than
+// returning the end of the file.
+func TestLazySequentialReadQuarantines(t *testing.T) {
+	b := blob(41, 9*cs)
+	d := digest.Of(b)
+	size := int64(len(b))
+	src := newFake(b)
+	src.setFlip(d, 4*cs+9)
+	quarantined := make(chan digest.Digest, 1)
+	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 1,
+		BackgroundDelay: time.Hour, OnQuarantine: func(d digest.Digest) { quarantined <- d }})
+	r := c.Open(d, size)
+	defer r.Close()
+	p := make([]byte, cs)
+	var err error
+	for off := int64(0); off < size && err == nil; off += cs {
+		_, err = r.ReadAt(context.Background(), p, off)
+	}
+	if !isIntegrity(err) {
+		t.Fatalf("reading a corrupt lazy blob to its end: last error %v, want an integrity error", err)
+	}
+	select {
+	case got := <-quarantined:
+		if got != d {
+			t.Fatalf("OnQuarantine(%s), want %s", got, d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no quarantine without a background verification")
+	}
+	if st := c.Status(d, size); !st.Quarantined || st.Verified {
+		t.Fatalf("Status = %+v", st)
+	}
+}
+
+// A reader that stops half way leaves the rest to the background job,
+// which resumes from the chunks the reader's chain hashed: it fetches
+// only the rest, although those chunks were written without a hash of
+// their own.
+func TestLazyBackgroundResumesChain(t *testing.T) {
+	b := blob(42, 16*cs)
+	d := digest.Of(b)
+	size := int64(len(b))
+	src := newFake(b)
+	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 1, BackgroundDelay: 200 * time.Millisecond})
+	r := c.Open(d, size)
+	defer r.Close()
+	p := make([]byte, cs)
+	for off := int64(0); off < 7*cs; off += cs {
+		if n, err := r.ReadAt(context.Background(), p, off); err != nil || !bytes.Equal(p[:n], b[off:off+cs]) {
+			t.Fatalf("ReadAt(%d) = %d, %v", off, n, err)
+		}
+	}
+	waitFor(t, "background verification", func() bool { return c.Status(d, size).Verified })
+	for i := int64(0); i < 16; i++ {
+		if got := src.callsAt(d, i*cs); got > 1 {
+			t.Errorf("chunk %d fetched %d times, want once", i, got)
+		}
+	}
+	if got := src.answered(); got != size {
+		t.Errorf("fetched %d bytes, want the blob once (%d)", got, size)
+	}
+	c.mem.Purge()
+	readAll(t, c, b, 30000)
+}
+
+// Chunks hashed into the chain are written without a hash of their
+// own; read back from disk before the blob verifies, they are checked
+// against the chain: served without a second fetch if intact, fetched
+// again if the disk changed them. (Once verified, a chunk hashed when
+// it was written is trusted on disk, as a strict verification's are.)
+func TestLazyChainedChunksReadBack(t *testing.T) {
+	b := blob(43, 40*cs) // more than the read-ahead reaches: not verified before the flip
+	d := digest.Of(b)
+	size := int64(len(b))
+	src := newFake(b)
+	dir := t.TempDir()
+	// Parallel 4 keeps 8 chunks in memory: the first reads come from
+	// there, so no chunk was read back (and checked) before the flip.
+	c := openCache(t, dir, src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 4, BackgroundDelay: time.Hour})
+	r := c.Open(d, size)
+	defer r.Close()
+	p := make([]byte, cs)
+	read := func(i int64) {
+		t.Helper()
+		if n, err := r.ReadAt(context.Background(), p, i*cs); err != nil || !bytes.Equal(p[:n], b[i*cs:(i+1)*cs]) {
+			t.Fatalf("ReadAt chunk %d = %d, %v", i, n, err)
+		}
+	}
+	for i := range int64(5) {
+		read(i)
+	}
+	c.mem.Purge()
+	flipChunkByte(t, dir, d, 3, 7)
+	for i := range int64(5) {
+		read(i)
+	}
+	for i := range int64(5) {
+		want := 1
+		if i == 3 {
+			want = 2
+		}
+		if got := src.callsAt(d, i*cs); got != want {
+			t.Errorf("chunk %d fetched %d times, want %d", i, got, want)
+		}
+	}
+	for i := int64(5); i < 40; i++ {
+		read(i)
+	}
+	if st := c.Status(d, size); !st.Verified {
+		t.Fatalf("Status = %+v, want verified", st)
+	}
+}
+
+// A chain that reaches chunks read before it (ahead of it, so written
+// with their own hash) takes them from memory or, once they have left
+// it, from disk, up to a window of them per read (16 chunks here): the
+// blob still verifies with every chunk fetched once.
+func TestLazyChainCatchesUp(t *testing.T) {
+	b := blob(44, 10*cs)
+	d := digest.Of(b)
+	size := int64(len(b))
+	src := newFake(b)
+	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 8, BackgroundDelay: time.Hour})
+	r := c.Open(d, size)
+	defer r.Close()
+	p := make([]byte, 100)
+	for _, i := range []int64{4, 5, 6, 7, 8, 9, 1, 2, 3} {
+		if _, err := r.ReadAt(context.Background(), p, i*cs); err != nil {
+			t.Fatalf("ReadAt chunk %d: %v", i, err)
+		}
+		if i == 9 {
+			c.mem.Purge() // 4-9 only on disk now
+		}
+	}
+	if c.Status(d, size).Verified {
+		t.Fatal("verified before chunk 0 was read")
+	}
+	if _, err := r.ReadAt(context.Background(), p, 0); err != nil {
+		t.Fatalf("ReadAt chunk 0: %v", err)
+	}
+	if st := c.Status(d, size); !st.Verified {
+		t.Fatalf("Status after chunk 0 = %+v, want verified", st)
+	}
+	if got := src.answered(); got != size {
+		t.Errorf("fetched %d bytes, want the blob once (%d)", got, size)
+	}
+}
