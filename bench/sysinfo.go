@@ -51,14 +51,15 @@ func cpuModel() string {
 }
 
 // gitDescribe names the commit hashfs was built from, "+dirty" when the
-// work tree has changes.
+// work tree has changes other than the benchmark's own report.
 func gitDescribe(root string) string {
 	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "(not a git checkout)"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--",
+		".", ":(exclude)bench/REPORT.md", ":(exclude)bench/report.json").Output(); err == nil && len(st) > 0 {
 		c += "+dirty"
 	}
 	return c
