@@ -9,6 +9,25 @@ import (
 	"github.com/hashfs/hashfs/internal/digest"
 )
 
+// lazyRig is a lazy cache (any blob over one chunk) on a fake source
+// that holds one blob.
+type lazyRig struct {
+	b    []byte
+	d    digest.Digest
+	size int64
+	src  *fakeSource
+	dir  string
+	c    *Cache
+}
+
+func newLazyRig(t *testing.T, seed uint64, n int, o Options) *lazyRig {
+	b := blob(seed, n)
+	g := &lazyRig{b: b, d: digest.Of(b), size: int64(len(b)), src: newFake(b), dir: t.TempDir()}
+	o.Mode, o.LazyVerifyMax = Lazy, cs
+	g.c = openCache(t, g.dir, g.src, o)
+	return g
+}
+
 // A lazy blob read front to back is verified by the read itself: the
 // table exists once the last chunk is served, with no background job
 // (held off for an hour here), every chunk fetched once, and later reads
@@ -25,11 +44,8 @@ func TestLazySequentialReadVerifies(t *testing.T) {
 		{"reads across chunks", 2, cs + 4097},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := blob(40, 37*cs+123)
-			d := digest.Of(b)
-			size := int64(len(b))
-			src := newFake(b)
-			c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: tc.parallel, BackgroundDelay: time.Hour})
+			g := newLazyRig(t, 40, 37*cs+123, Options{Parallel: tc.parallel, BackgroundDelay: time.Hour})
+			b, d, size, src, c := g.b, g.d, g.size, g.src, g.c
 			readAll(t, c, b, tc.step)
 			if st := c.Status(d, size); !st.Verified || st.Quarantined {
 				t.Fatalf("after reading the blob front to back: Status = %+v, want verified", st)
@@ -56,14 +72,11 @@ func TestLazySequentialReadVerifies(t *testing.T) {
 // reader reaches the end, and that last read fails rather than
 // returning the end of the file.
 func TestLazySequentialReadQuarantines(t *testing.T) {
-	b := blob(41, 9*cs)
-	d := digest.Of(b)
-	size := int64(len(b))
-	src := newFake(b)
-	src.setFlip(d, 4*cs+9)
 	quarantined := make(chan digest.Digest, 1)
-	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 1,
-		BackgroundDelay: time.Hour, OnQuarantine: func(d digest.Digest) { quarantined <- d }})
+	g := newLazyRig(t, 41, 9*cs, Options{Parallel: 1, BackgroundDelay: time.Hour,
+		OnQuarantine: func(d digest.Digest) { quarantined <- d }})
+	d, size, c := g.d, g.size, g.c
+	g.src.setFlip(d, 4*cs+9)
 	r := c.Open(d, size)
 	defer r.Close()
 	p := make([]byte, cs)
@@ -92,11 +105,8 @@ func TestLazySequentialReadQuarantines(t *testing.T) {
 // only the rest, although those chunks were written without a hash of
 // their own.
 func TestLazyBackgroundResumesChain(t *testing.T) {
-	b := blob(42, 16*cs)
-	d := digest.Of(b)
-	size := int64(len(b))
-	src := newFake(b)
-	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 1, BackgroundDelay: 200 * time.Millisecond})
+	g := newLazyRig(t, 42, 16*cs, Options{Parallel: 1, BackgroundDelay: 200 * time.Millisecond})
+	b, d, size, src, c := g.b, g.d, g.size, g.src, g.c
 	r := c.Open(d, size)
 	defer r.Close()
 	p := make([]byte, cs)
@@ -124,14 +134,12 @@ func TestLazyBackgroundResumesChain(t *testing.T) {
 // again if the disk changed them. (Once verified, a chunk hashed when
 // it was written is trusted on disk, as a strict verification's are.)
 func TestLazyChainedChunksReadBack(t *testing.T) {
-	b := blob(43, 40*cs) // more than the read-ahead reaches: not verified before the flip
-	d := digest.Of(b)
-	size := int64(len(b))
-	src := newFake(b)
-	dir := t.TempDir()
-	// Parallel 4 keeps 8 chunks in memory: the first reads come from
-	// there, so no chunk was read back (and checked) before the flip.
-	c := openCache(t, dir, src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 4, BackgroundDelay: time.Hour})
+	// 40 chunks: more than the read-ahead reaches, so not verified
+	// before the flip. Parallel 4 keeps 8 chunks in memory: the first
+	// reads come from there, so no chunk was read back (and checked)
+	// before the flip.
+	g := newLazyRig(t, 43, 40*cs, Options{Parallel: 4, BackgroundDelay: time.Hour})
+	b, d, size, src, dir, c := g.b, g.d, g.size, g.src, g.dir, g.c
 	r := c.Open(d, size)
 	defer r.Close()
 	p := make([]byte, cs)
@@ -171,11 +179,8 @@ func TestLazyChainedChunksReadBack(t *testing.T) {
 // it, from disk, up to a window of them per read (16 chunks here): the
 // blob still verifies with every chunk fetched once.
 func TestLazyChainCatchesUp(t *testing.T) {
-	b := blob(44, 10*cs)
-	d := digest.Of(b)
-	size := int64(len(b))
-	src := newFake(b)
-	c := openCache(t, t.TempDir(), src, Options{Mode: Lazy, LazyVerifyMax: cs, Parallel: 8, BackgroundDelay: time.Hour})
+	g := newLazyRig(t, 44, 10*cs, Options{Parallel: 8, BackgroundDelay: time.Hour})
+	d, size, src, c := g.d, g.size, g.src, g.c
 	r := c.Open(d, size)
 	defer r.Close()
 	p := make([]byte, 100)
