@@ -162,21 +162,44 @@ func TestSpanSizeFollowsSourceRate(t *testing.T) {
 	}
 }
 
-// With Options.Buffers, the bytes of fetched spans go back to the pool
-// once hashed and written, and come out again for later spans, while
-// every blob still reads back exactly (under -race a buffer reused
-// while still being hashed or written is also a reported race).
-func TestSpanBuffersGoBackToPool(t *testing.T) {
+// With Options.Buffers, fetched bytes go back to the pool and come out
+// again for later requests, while every blob still reads back exactly
+// (under -race a buffer reused while still being hashed, written or read
+// is also a reported race): a verification's spans once hashed and
+// written; a lazy read-ahead run's once no reader and no in-memory copy
+// holds it (readers racing the reuse read the chunk again).
+func TestBuffersGoBackToPool(t *testing.T) {
 	const mib = 1 << 20
-	bs := blobSet(500, 6, 20*mib)
-	pool := new(bufpool.Pool)
-	src := newPoolSource(pool, bs...)
-	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 4, Buffers: pool})
-	readEach(t, c, bs)
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	if src.reused == 0 {
-		t.Errorf("none of %d fetched spans reused a buffer given back", len(src.sizes))
+	for _, tc := range []struct {
+		name        string
+		seed        uint64
+		blobs, size int
+		o           Options
+		read        func(*testing.T, *Cache, [][]byte)
+	}{
+		{"verification spans", 500, 6, 20 * mib, Options{ChunkSize: mib, Parallel: 4}, readEach},
+		{"lazy read-ahead runs", 700, 4, 24 * mib, Options{ChunkSize: mib, Parallel: 4, Mode: Lazy,
+			BackgroundDelay: time.Hour}, // no background verification during the test
+			func(t *testing.T, c *Cache, bs [][]byte) {
+				forEachBlob(c, bs, func(r *Reader, b []byte) {
+					readSequential(t, r, b)
+					readSequential(t, r, b) // what the first pass cached
+				})
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs := blobSet(tc.seed, tc.blobs, tc.size)
+			pool := new(bufpool.Pool)
+			src := newPoolSource(pool, bs...)
+			tc.o.Buffers = pool
+			c := openCache(t, t.TempDir(), src, tc.o)
+			tc.read(t, c, bs)
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			if src.reused == 0 {
+				t.Errorf("none of %d requests reused a buffer given back", len(src.sizes))
+			}
+		})
 	}
 }
 
@@ -201,28 +224,6 @@ func TestLazyReadaheadRuns(t *testing.T) {
 	if most != spanBytes || total != int64(len(b)) || len(src.sizes) > 14 {
 		t.Errorf("largest request %d bytes, want %d; %d bytes asked for in %d requests, want the blob's %d once in at most 14",
 			most, spanBytes, total, len(src.sizes), len(b))
-	}
-}
-
-// Lazy read-ahead runs give their buffers back to the pool once no
-// reader and no in-memory copy holds them, and later runs reuse them;
-// readers racing the reuse read the chunk again, so every byte read is
-// right (and under -race no buffer is written while read).
-func TestLazyRunBuffersRecycled(t *testing.T) {
-	const mib = 1 << 20
-	bs := blobSet(700, 4, 24*mib)
-	pool := new(bufpool.Pool)
-	src := newPoolSource(pool, bs...)
-	c := openCache(t, t.TempDir(), src, Options{ChunkSize: mib, Parallel: 4, Mode: Lazy, Buffers: pool,
-		BackgroundDelay: time.Hour}) // no background verification during the test
-	forEachBlob(c, bs, func(r *Reader, b []byte) {
-		readSequential(t, r, b)
-		readSequential(t, r, b) // what the first pass cached
-	})
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	if src.reused == 0 {
-		t.Errorf("none of %d read-ahead requests reused a buffer given back", len(src.sizes))
 	}
 }
 
