@@ -87,14 +87,14 @@ func (c *Cache) endChain(k blobKey, ch *chain) {
 }
 
 // extend hashes the chunks after the ones ch has that are cached, in
-// memory or on disk with their own hash: a window of them, then the
-// rest in a goroutine of its own, since the caller is a reader waiting
-// for its chunk. If ch then has every chunk, it commits k's table or
+// memory or on disk with their own hash: up to limit of them, then the
+// rest in a goroutine of its own (a reader waiting for its chunk passes
+// a window). If ch then has every chunk, it commits k's table or
 // quarantines k. The caller holds ch.mu.
-func (c *Cache) extend(k blobKey, ch *chain) {
+func (c *Cache) extend(k blobKey, ch *chain, limit int64) {
 	cs := c.o.ChunkSize
 	n := chunkCount(k.size, cs)
-	stop := ch.next + c.window
+	stop := ch.next + limit
 	for ch.next < n && ch.next < stop {
 		ck := chunkKey{k.d, ch.next}
 		_, ln := chunkSpan(k.size, cs, ch.next)
@@ -123,7 +123,7 @@ func (c *Cache) extend(k blobKey, ch *chain) {
 				ch.mu.Lock()
 				defer ch.mu.Unlock()
 				if !ch.over {
-					c.extend(k, ch)
+					c.extend(k, ch, c.window)
 				}
 			})
 		}
@@ -145,6 +145,26 @@ func (c *Cache) extend(k blobKey, ch *chain) {
 	c.store.markVerified(k.d, 0, ch.ents)
 	c.endChain(k, ch)
 	c.log.Debug("blob verified as it was read", "digest", k.d.String(), "size", k.size)
+}
+
+// settle lets k's chain take in every cached chunk it lacks before a
+// read that reaches the blob's end returns: a reader who read the whole
+// blob then learns of a mismatch from that read, not after it. It
+// stops at the first chunk not cached, so a random reader of the tail
+// pays little; one that read the chunks pays one hash of each it has
+// not, which the background job would spend anyway.
+func (c *Cache) settle(k blobKey) {
+	c.mu.Lock()
+	ch := c.chains[k.d]
+	c.mu.Unlock()
+	if ch == nil || ch.size != k.size {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if !ch.over {
+		c.extend(k, ch, chunkCount(k.size, c.o.ChunkSize))
+	}
 }
 
 // takeChain ends k's chain for the background verification, which

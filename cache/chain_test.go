@@ -68,35 +68,47 @@ func TestLazySequentialReadVerifies(t *testing.T) {
 	}
 }
 
-// A lazy blob that does not hash to its digest is quarantined when its
-// reader reaches the end, and that last read fails rather than
-// returning the end of the file.
+// A lazy blob that does not hash to its digest is quarantined by the
+// time its reader reaches the end, and the read that reaches it fails
+// rather than returning the end of the file: with one chunk at a time
+// and with read-ahead runs that arrive out of order.
 func TestLazySequentialReadQuarantines(t *testing.T) {
-	quarantined := make(chan digest.Digest, 1)
-	g := newLazyRig(t, 41, 9*cs, Options{Parallel: 1, BackgroundDelay: time.Hour,
-		OnQuarantine: func(d digest.Digest) { quarantined <- d }})
-	d, size, c := g.d, g.size, g.c
-	g.src.setFlip(d, 4*cs+9)
-	r := c.Open(d, size)
-	defer r.Close()
-	p := make([]byte, cs)
-	var err error
-	for off := int64(0); off < size && err == nil; off += cs {
-		_, err = r.ReadAt(context.Background(), p, off)
-	}
-	if !isIntegrity(err) {
-		t.Fatalf("reading a corrupt lazy blob to its end: last error %v, want an integrity error", err)
-	}
-	select {
-	case got := <-quarantined:
-		if got != d {
-			t.Fatalf("OnQuarantine(%s), want %s", got, d)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no quarantine without a background verification")
-	}
-	if st := c.Status(d, size); !st.Quarantined || st.Verified {
-		t.Fatalf("Status = %+v", st)
+	for _, tc := range []struct {
+		name     string
+		parallel int
+		step     int
+	}{
+		{"one chunk at a time", 1, cs},
+		{"read-ahead runs", 8, 20000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			quarantined := make(chan digest.Digest, 1)
+			g := newLazyRig(t, 41, 29*cs, Options{Parallel: tc.parallel, BackgroundDelay: time.Hour,
+				OnQuarantine: func(d digest.Digest) { quarantined <- d }})
+			d, size, c := g.d, g.size, g.c
+			g.src.setFlip(d, 4*cs+9)
+			r := c.Open(d, size)
+			defer r.Close()
+			p := make([]byte, tc.step)
+			var err error
+			for off := int64(0); off < size && err == nil; off += int64(tc.step) {
+				_, err = r.ReadAt(context.Background(), p, off)
+			}
+			if !isIntegrity(err) {
+				t.Fatalf("reading a corrupt lazy blob to its end: last error %v, want an integrity error", err)
+			}
+			select {
+			case got := <-quarantined:
+				if got != d {
+					t.Fatalf("OnQuarantine(%s), want %s", got, d)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no quarantine without a background verification")
+			}
+			if st := c.Status(d, size); !st.Quarantined || st.Verified {
+				t.Fatalf("Status = %+v", st)
+			}
+		})
 	}
 }
 
@@ -203,5 +215,33 @@ func TestLazyChainCatchesUp(t *testing.T) {
 	}
 	if got := src.answered(); got != size {
 		t.Errorf("fetched %d bytes, want the blob once (%d)", got, size)
+	}
+}
+
+// A reader that reads a corrupt lazy blob front to back after another
+// reader fetched all but its first chunk: the chain catches up on the
+// rest in the background once chunk 0 comes, and the read that reaches
+// the end waits for it (settle), so it fails rather than returning the
+// end of the file.
+func TestLazyEndReadWaitsForChain(t *testing.T) {
+	g := newLazyRig(t, 45, 200*cs, Options{Parallel: 1, BackgroundDelay: time.Hour})
+	d, size, c := g.d, g.size, g.c
+	g.src.setFlip(d, 150*cs+3)
+	other := c.Open(d, size)
+	defer other.Close()
+	p := make([]byte, cs)
+	for off := int64(cs); off < size; off += cs {
+		if _, err := other.ReadAt(context.Background(), p, off); err != nil {
+			t.Fatalf("first reader at %d: %v", off, err)
+		}
+	}
+	r := c.Open(d, size)
+	defer r.Close()
+	var err error
+	for off := int64(0); off < size && err == nil; off += cs {
+		_, err = r.ReadAt(context.Background(), p, off)
+	}
+	if !isIntegrity(err) {
+		t.Fatalf("reading a corrupt lazy blob to its end: last error %v, want an integrity error", err)
 	}
 }

@@ -157,7 +157,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 		if ch := c.chainFor(k, i, gen); ch != nil {
 			e := c.store.put(d, i, data, nil, gen, false)[0]
 			ch.add(i, chunkCount(k.size, c.o.ChunkSize), data, e)
-			c.extend(k, ch)
+			c.extend(k, ch, c.window)
 			ch.mu.Unlock()
 			// Only now may other readers find it: a reader at the blob's
 			// end learns of a mismatch before it has the last bytes.
@@ -167,7 +167,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			// The chain may have stopped short of this chunk while it
 			// was on its way to memory: then it goes on from here.
 			if ch := c.chainFor(k, i, gen); ch != nil {
-				c.extend(k, ch)
+				c.extend(k, ch, c.window)
 				ch.mu.Unlock()
 			}
 		}

@@ -78,6 +78,9 @@ func (r *Reader) ReadAtWithin(ctx context.Context, p []byte, off, limit int64) (
 		return n, err
 	}
 	if tab == nil {
+		if end == r.size {
+			c.settle(k) // the blob's last bytes: its chain may end here
+		}
 		// Unverified bytes: if verification failed meanwhile, they are void.
 		if err := c.quarantineErr(k); err != nil {
 			clear(p[:n])
