@@ -53,17 +53,19 @@ func (r *Reader) Backing(ctx context.Context) (*os.File, error) {
 	if tab.size != k.size {
 		return nil, nil
 	}
-	f, todo := c.store.seal(k.d, tab)
-	if f != nil || todo == nil {
-		return f, nil
+	f, todo, stamp := c.store.seal(k.d, tab)
+	if f == nil && todo != nil {
+		if _, err := c.seals.start(k.d, c.spawn, func() (struct{}, error) {
+			c.checkChunks(k.d, tab, todo)
+			return struct{}{}, nil
+		}).wait(ctx); err != nil {
+			return nil, err
+		}
+		f, _, stamp = c.store.seal(k.d, tab)
 	}
-	if _, err := c.seals.start(k.d, c.spawn, func() (struct{}, error) {
-		c.checkChunks(k.d, tab, todo)
-		return struct{}{}, nil
-	}).wait(ctx); err != nil {
-		return nil, err
+	if stamp {
+		c.spawn(func() { c.store.writeStamp(k.d) }) // false: closing, and no stamp is needed
 	}
-	f, _ = c.store.seal(k.d, tab)
 	return f, nil
 }
 
@@ -96,44 +98,49 @@ func (c *Cache) checkChunks(d digest.Digest, tab *table, todo []int64) {
 }
 
 // seal opens d's file read-only if every chunk is cached and matched
-// tab in this process, and marks the blob whole. Otherwise, if every
-// chunk is cached, it returns the chunks not yet checked; if some are
-// missing, nothing.
-func (s *store) seal(d digest.Digest, tab *table) (*os.File, []int64) {
+// tab in this process (or its stamp says so), and marks the blob whole;
+// stamp is true for the one caller that is to stamp the file next
+// (writeStamp). Otherwise, if every chunk is cached, it returns the
+// chunks not yet checked; if some are missing, nothing.
+func (s *store) seal(d digest.Digest, tab *table) (f *os.File, todo []int64, stamp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bf, ok := s.lru.Peek(d)
 	if !ok || int64(len(bf.chunks)) != int64(len(tab.sums)) {
-		return nil, nil
+		return nil, nil, false
 	}
 	if !bf.whole {
 		// In file order: the workers then read the file as the kernel
 		// reads it ahead (readAhead), not at random.
-		var todo []int64
 		for i := range int64(len(tab.sums)) {
 			e := bf.chunks[i]
 			switch {
 			case e == nil || !tab.spans(i, e.size):
-				return nil, nil // not a chunk of this blob: reads replace it
+				return nil, nil, false // not a chunk of this blob: reads replace it
 			case !e.verified:
 				todo = append(todo, i)
 			}
 		}
 		if len(todo) > 0 {
-			return nil, todo
+			return nil, todo, false
 		}
 	}
 	f, err := os.Open(s.path(d))
 	if err != nil {
-		return nil, nil
+		return nil, nil, false
 	}
-	if fi, err := f.Stat(); err != nil || fi.Size() != tab.size {
+	seen, err := fileStamp(d, f)
+	if err != nil || seen.size != tab.size {
 		f.Close()
-		return nil, nil
+		return nil, nil, false
 	}
-	bf.whole = true
+	if !bf.whole {
+		bf.whole, bf.seen = true, seen
+	}
+	stamp = !bf.stamping
+	bf.stamping = true
 	s.lru.Get(d)
-	return f, nil
+	return f, nil, stamp
 }
 
 // readAhead asks the kernel to read d's file into the page cache.

@@ -20,6 +20,8 @@
 // daemon's user, and this package never writes into a whole blob's file
 // again (eviction and purges unlink it). Anyone who can write there can
 // change what readers get, as they could replace the daemon's binary.
+// A whole blob's file is stamped (stamp.go), and a restart finds it
+// whole again without hashing it while the stamp matches the file.
 //
 // Lock order: no lock in this package is held while another is taken.
 // Each of Cache.mu (blob states), Cache.life (closing), store.mu (chunk
@@ -76,6 +78,10 @@ type Options struct {
 	OnQuarantine    func(d digest.Digest)
 	Logger          *slog.Logger
 	Repository      string // for log lines only
+	// Recheck makes Open ignore stamps (stamp.go): after a restart every
+	// cached chunk is hashed against its table before it is served, also
+	// those of whole blobs whose files have not changed since.
+	Recheck bool
 	// Buffers, if set, is the pool the Source's FetchRange results come
 	// from: once a verification has hashed and written a span's bytes it
 	// gives them back there (see fetch.Options.Buffers).
@@ -228,6 +234,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		blobs:   map[blobKey]*blobState{},
 		chains:  map[digest.Digest]*chain{},
 	}
+	c.store.recheck = o.Recheck
 	c.spanSem = semaphore.NewWeighted(chunksInFlight(c.window))
 	c.store.chained = c.chainCheck
 	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, c.window), func(_ chunkKey, m memChunk) { m.rb.release() })
@@ -235,12 +242,12 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)
 	}
-	removed, err := c.store.load(sizes, o.ChunkSize)
+	removed, stamped, err := c.store.load(sizes, o.ChunkSize)
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading chunks: %w", err)
 	}
 	log.Info("cache opened", "dir", o.Dir, "mode", o.Mode.String(), "usage", c.store.usageBytes(),
-		"max", o.MaxSize, "verified_blobs", len(sizes), "removed_unverified_chunks", removed)
+		"max", o.MaxSize, "verified_blobs", len(sizes), "stamped_blobs", stamped, "removed_unverified_chunks", removed)
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	ok = true
 	return c, nil

@@ -54,7 +54,7 @@ func TestLazySequentialReadVerifies(t *testing.T) {
 				t.Errorf("fetched %d bytes, want the blob once (%d)", got, size)
 			}
 			tab, _ := c.table(d)
-			if f, todo := c.store.seal(d, tab); f == nil {
+			if f, todo, _ := c.store.seal(d, tab); f == nil {
 				t.Errorf("the verified blob cannot be served whole: chunks %v not marked verified", todo)
 			} else {
 				f.Close()

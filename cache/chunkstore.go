@@ -62,7 +62,11 @@ type blobFile struct {
 	f      *os.File // open read-write while io > 0 or the blob is pinned
 	io     int      // reads and writes in progress on f
 	dead   bool     // removed from the index; f (if open) is unlinked
-	whole  bool     // every chunk matched the trusted table here: never punched, only removed
+	whole  bool     // every chunk matched the trusted table here, or a stamp says so: never punched, only removed
+	// stamping: whole, and a stamp (stamp.go) is on disk or being
+	// written for this file.
+	stamping bool
+	seen     stamp // the file as seal found it when this process made the blob whole
 }
 
 // pendingPut is a write in progress, counted in usage until it ends or
@@ -76,6 +80,7 @@ type store struct {
 	dir, tmp string
 	max, cs  int64
 	log      *slog.Logger
+	recheck  bool // load ignores stamps (Options.Recheck)
 
 	mu      sync.Mutex
 	lru     *simplelru.LRU[digest.Digest, *blobFile] // no count limit: bytes are managed here

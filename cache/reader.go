@@ -27,9 +27,13 @@ func (c *Cache) Open(d digest.Digest, size int64) *Reader {
 	return &Reader{c: c, d: d, size: size}
 }
 
-// Close unpins the blob. It is safe to call more than once.
+// Close unpins the blob, and stamps its file if the reads made it whole
+// (stamp.go). It is safe to call more than once.
 func (r *Reader) Close() error {
-	r.once.Do(func() { r.c.store.unpin(r.d) })
+	r.once.Do(func() {
+		r.c.stampIfWhole(blobKey{r.d, r.size})
+		r.c.store.unpin(r.d)
+	})
 	return nil
 }
 

@@ -21,8 +21,9 @@ import (
 // whole span of the blob's file is data (not a hole); it is checked
 // against the table the first time this process reads it. Files that
 // cannot belong to their blob are removed. LRU order is file mtime order.
-// Returns how many files were removed.
-func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err error) {
+// Returns how many files were removed, and how many blobs a stamp made
+// whole (stamp.go).
+func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed, stamped int, err error) {
 	type found struct {
 		d     digest.Digest
 		bf    *blobFile
@@ -31,7 +32,7 @@ func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err 
 	var all []found
 	shards, err := os.ReadDir(s.dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, sh := range shards {
 		shPath := filepath.Join(s.dir, sh.Name())
@@ -42,7 +43,7 @@ func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err 
 		}
 		blobs, err := os.ReadDir(shPath)
 		if err != nil {
-			return removed, err
+			return removed, 0, err
 		}
 		for _, b := range blobs {
 			bPath := filepath.Join(shPath, b.Name())
@@ -54,7 +55,7 @@ func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err 
 				os.RemoveAll(bPath)
 				continue
 			}
-			bf, mtime, n, err := loadBlob(bPath, size, cs)
+			bf, mtime, n, err := loadBlob(bPath, d, size, cs, !s.recheck)
 			removed += n
 			if err != nil || bf.bytes == 0 {
 				os.RemoveAll(bPath)
@@ -69,15 +70,19 @@ func (s *store) load(sizes map[digest.Digest]int64, cs int64) (removed int, err 
 	for _, f := range all {
 		s.lru.Add(f.d, f.bf)
 		s.usage += f.bf.bytes
+		if f.bf.whole {
+			stamped++
+		}
 	}
 	s.makeRoomLocked(0)
-	return removed, nil
+	return removed, stamped, nil
 }
 
 // loadBlob indexes the chunks in one blob's directory: the data of its
 // file (holes are chunks not cached) and, in a cache made by an earlier
-// hashfs, one file per chunk, which it moves into the blob's file.
-func loadBlob(dir string, size, cs int64) (*blobFile, time.Time, int, error) {
+// hashfs, one file per chunk, which it moves into the blob's file. With
+// trust, a blob whose stamp still matches its file is whole.
+func loadBlob(dir string, d digest.Digest, size, cs int64, trust bool) (*blobFile, time.Time, int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, time.Time{}, 0, err
@@ -86,7 +91,7 @@ func loadBlob(dir string, size, cs int64) (*blobFile, time.Time, int, error) {
 	var old []int64
 	for _, e := range ents {
 		name := e.Name()
-		if name == blobFileName && e.Type().IsRegular() {
+		if (name == blobFileName || name == stampFileName) && e.Type().IsRegular() {
 			continue
 		}
 		i, perr := strconv.ParseInt(name, 10, 64)
@@ -130,6 +135,12 @@ func loadBlob(dir string, size, cs int64) (*blobFile, time.Time, int, error) {
 		_, n := chunkSpan(size, cs, i)
 		bf.chunks[i] = &entry{size: n}
 		bf.bytes += n
+	}
+	all := int64(len(bf.chunks)) == chunkCount(size, cs)
+	if trust && all && len(old) == 0 && stamped(dir, d, f, size) {
+		bf.whole, bf.stamping = true, true
+	} else {
+		os.Remove(filepath.Join(dir, stampFileName))
 	}
 	return bf, fi.ModTime(), removed, nil
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -24,7 +25,7 @@ func fuseReads(m *mnt) int {
 // TestPassthroughStrict: as root, a strict open of a cold blob waits for
 // its verification and hands the kernel the cache's verified file: the
 // right bytes arrive and no READ reaches the daemon, also for a second
-// open and after a restart (the cached file is hashed once first).
+// open and after a restart (TestStampedRestart: the file is stamped).
 func TestPassthroughStrict(t *testing.T) {
 	needFUSE(t)
 	if os.Geteuid() != 0 {
@@ -117,5 +118,81 @@ func TestPassthroughMixedOpens(t *testing.T) {
 	}
 	if n := passthroughOpens(m); n != 1 {
 		t.Errorf("%d passthrough opens once every ordinary open was closed, want 1", n)
+	}
+}
+
+// TestStampedRestart: a daemon that verified a blob stamps its cache
+// file before it exits (cache/stamp.go); the next daemon hands the
+// kernel the unchanged file without hashing it, and a file changed while
+// no daemon ran is hashed first: the changed chunk is fetched again from
+// the registry, readers get the blob's bytes, and the file is stamped
+// again.
+func TestStampedRestart(t *testing.T) {
+	needFUSE(t)
+	if os.Geteuid() != 0 {
+		missing(t, "FUSE passthrough needs CAP_SYS_ADMIN")
+		return
+	}
+	host, _ := startDistribution(t)
+	p := newProxy(t, host)
+	data := randomBytes(t, 6<<20+77)
+	hexd := strings.TrimPrefix(pushFile(t, host+"/test/stamped", "v1", "blob.bin", data), "sha256:")
+	repo := p.host + "/test/stamped"
+	args := []string{"--chunk-size", "256KiB"}
+	m := mount(t, repo, args...)
+	if strings.Contains(m.stderr(), "FUSE passthrough off") {
+		t.Skipf("the kernel refused passthrough: %s", firstLine(m.stderr(), "FUSE passthrough off"))
+	}
+	file := m.path("sha256/" + hexd)
+	if got := mustRead(t, file); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes from a cold read")
+	}
+	dir, cacheDir := m.dir, m.cacheDir
+	stop := func(m *mnt) {
+		t.Helper()
+		if exited, err := m.terminate(); !exited || err != nil {
+			t.Fatalf("daemon did not stop: %v", err)
+		}
+	}
+	stop(m)
+	blobDir := filepath.Join(cacheDir, "chunks", hexd[:2], hexd)
+	if _, err := os.Stat(filepath.Join(blobDir, "stamp")); err != nil {
+		t.Fatalf("no stamp once the daemon that verified the blob stopped: %v", err)
+	}
+	steps := []struct {
+		name    string
+		change  func(t *testing.T)
+		stamped string // in the "cache opened" log line
+		gets    int64  // blob GETs for the read
+	}{
+		{name: "file unchanged", stamped: "stamped_blobs=1", gets: 0},
+		{name: "one byte changed while no daemon ran", change: func(t *testing.T) {
+			f, err := os.OpenFile(filepath.Join(blobDir, "blob"), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt([]byte{^data[3<<20+5]}, 3<<20+5); err != nil {
+				t.Fatal(err)
+			}
+		}, stamped: "stamped_blobs=0", gets: 1},
+		{name: "hashed again and stamped again", stamped: "stamped_blobs=1", gets: 0},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			st.change(t)
+		}
+		g0 := p.gets.Load()
+		m := mountAt(t, dir, cacheDir, repo, args...)
+		if got := mustRead(t, file); !bytes.Equal(got, data) {
+			t.Errorf("%s: wrong bytes after the restart", st.name)
+		}
+		if !strings.Contains(m.stderr(), st.stamped) {
+			t.Errorf("%s: the cache did not open with %s: %s", st.name, st.stamped, firstLine(m.stderr(), "cache opened"))
+		}
+		if n := p.gets.Load() - g0; n != st.gets {
+			t.Errorf("%s: %d blob GETs, want %d", st.name, n, st.gets)
+		}
+		stop(m)
 	}
 }

@@ -879,7 +879,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// No name from a manifest reaches the cache: every path under it is
 	// made of the fixed names, hex digests and chunk numbers.
-	cacheName := regexp.MustCompile(`^(lock|chunk-size|tags-[0-9a-f]{16}\.json|chunks|tables|docs|layerindex|tmp|blob|[0-9a-f]{2}|[0-9a-f]{64}|[0-9]+|w-[0-9]+)$`) // w-N: a temp file being written
+	cacheName := regexp.MustCompile(`^(lock|chunk-size|tags-[0-9a-f]{16}\.json|chunks|tables|docs|layerindex|tmp|blob|stamp|[0-9a-f]{2}|[0-9a-f]{64}|[0-9]+|w-[0-9]+)$`) // w-N: a temp file being written
 	cachePaths := 0
 	filepath.WalkDir(m.cacheDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == m.cacheDir {

@@ -41,6 +41,7 @@ type options struct {
 	logFile        string
 	hostsDir       string
 	descURLs       bool
+	recheck        bool
 }
 
 func defaultCacheDir() string {
@@ -60,6 +61,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.verify, "verify", "strict", "strict: serve only bytes of blobs verified whole (or chunks matching a trusted chunk table); lazy: serve chunks as they arrive and finish verification in the background, quarantining blobs that do not match")
 	f.Var(&o.chunkSize, "chunk-size", "unit of lazy fetches and of checks against a blob's chunk table, a multiple of 4KiB (verification asks for spans of up to 4MiB)")
 	f.IntVar(&o.parallel, "parallel", 16, "concurrent range requests per blob; a blob's verification holds at most 2 × parallel chunks in memory (2 × parallel × 4MiB with chunks over 4MiB)")
+	f.BoolVar(&o.recheck, "recheck", false, "after a restart, hash every cached chunk against its blob's table before serving it, also where the blob's file has not changed since this cache verified it (by default such files, stamped with their inode, size and ctime after an fsync, are served as they are)")
 	f.Var(&o.lazyVerifyMax, "lazy-verify-max", "with --verify lazy, blobs up to this size are still verified whole before serving")
 	f.DurationVar(&o.quarantineTime, "quarantine-time", 30*time.Second, "with --verify lazy, how long a blob that failed verification answers EIO before it is fetched again")
 	f.DurationVar(&o.tagTTL, "tag-ttl", time.Minute, "how long a tag's answer is used before it is resolved again (the last known answer is kept while the registry is down)")
@@ -100,6 +102,7 @@ func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options,
 		Parallel:       o.parallel,
 		LazyVerifyMax:  int64(o.lazyVerifyMax),
 		QuarantineTime: o.quarantineTime,
+		Recheck:        o.recheck,
 		Logger:         logger,
 		Repository:     repo,
 	}, nil
