@@ -32,18 +32,18 @@ func (b *bench) explain(r row) string {
 				"file (FUSE passthrough), so the gap is the kernel's read path through the FUSE file (and timing noise: the "+
 				"whole read takes a fraction of a second)")
 		case strings.Contains(r.Case, "page cache dropped") && d > 0.2*h.Seconds:
-			parts = append(parts, fmt.Sprintf("a fresh daemon serves no cached byte it has not hashed (the project's rule: "+
-				"CVMFS and stargz serving cached bytes unchecked is a gap we do not copy), so the first open hashed the cached "+
-				"blob once against its chunk table, %.2f CPU-s on both cores, before handing the kernel the file, which cat then "+
-				"read directly (FUSE passthrough)", d))
+			parts = append(parts, fmt.Sprintf("the fresh daemon found no stamp it could trust (cache/stamp.go: the file's inode, "+
+				"size and ctime, recorded after an fsync once a daemon had hashed every byte) or ran with --recheck, so the first "+
+				"open hashed the cached blob once against its chunk table, %.2f CPU-s on both cores, before handing the kernel "+
+				"the file, which cat then read directly (FUSE passthrough)", d))
 			if r.p != nil && r.p.ok() && r.p.Seconds > 0 {
 				// Even with both cores on it and nothing else, that pass
 				// takes d/2 seconds; the target allows local/0.9 in all.
 				allowed := r.p.Seconds / 0.9
 				if d/2 >= allowed {
 					parts = append(parts, fmt.Sprintf("that pass alone needs at least %.2f s of the two cores, and the target "+
-						"allows %.2f s in all (the local read took %.2f s), so this row cannot pass on this 2-core machine without "+
-						"trusting cached bytes across restarts", d/2, allowed, r.p.Seconds))
+						"allows %.2f s in all (the local read took %.2f s), so a read that re-hashes cannot pass on this 2-core "+
+						"machine", d/2, allowed, r.p.Seconds))
 				} else {
 					parts = append(parts, fmt.Sprintf("that pass could take %.2f s on both cores against the %.2f s the target "+
 						"allows in all, so it did not keep both cores busy", d/2, allowed))
