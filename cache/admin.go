@@ -30,10 +30,11 @@ func (c *Cache) Blobs() ([]BlobInfo, error) {
 	return out, nil
 }
 
-// VerifyAll reads every cached chunk back and checks it against its
-// blob's trusted table; a chunk that does not match is removed (it will
-// be fetched again when read). It returns how many chunks it checked and
-// how many it removed.
+// VerifyAll reads every cached chunk back and hashes it against its
+// blob's trusted table, whatever stamps say; a chunk that does not match
+// is removed (it will be fetched again when read), with the rest of its
+// blob's file if the blob was whole. It returns how many chunks it
+// checked and how many it removed.
 func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error) {
 	for _, k := range c.store.chunkKeys() {
 		if err := ctx.Err(); err != nil {
@@ -47,7 +48,7 @@ func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error)
 			continue
 		}
 		_, n := chunkSpan(tab.size, tab.chunkSize, k.i)
-		if _, _, ok := c.store.read(k, n, tab, nil); !ok {
+		if !c.store.rehash(k, n, tab) {
 			removed++
 		}
 	}

@@ -51,7 +51,8 @@ type entry struct {
 	checked  bool // this process hashed the bytes on disk and they are plain
 	// verified: this process hashed these bytes (when writing or reading
 	// them) and they are the blob's chunk, by its table or by the
-	// verification that made the table.
+	// verification that made the table; or the blob's stamp vouches for
+	// its whole file (stamp.go).
 	verified bool
 }
 
@@ -213,16 +214,23 @@ func (s *store) currentLocked(k chunkKey, bf *blobFile, e *entry) bool {
 // data. A chunk that does not match is dropped. e is the chunk's entry,
 // nil if it was replaced meanwhile.
 func (s *store) read(k chunkKey, n int64, tab *table, buf []byte) (data []byte, e *entry, ok bool) {
-	return s.readChecked(k, n, tab, buf, s.chained != nil)
+	return s.readChecked(k, n, tab, buf, s.chained != nil, false)
 }
 
 // readOwn is read of an unverified chunk (no table) only if it was
 // written with a hash of its own, for a chain (which holds its lock).
 func (s *store) readOwn(k chunkKey, n int64) (data []byte, e *entry, ok bool) {
-	return s.readChecked(k, n, nil, nil, false)
+	return s.readChecked(k, n, nil, nil, false, false)
 }
 
-func (s *store) readChecked(k chunkKey, n int64, tab *table, buf []byte, chained bool) (data []byte, e *entry, ok bool) {
+// rehash is read against tab that hashes the bytes even if this
+// process, or a stamp, vouched for them already.
+func (s *store) rehash(k chunkKey, n int64, tab *table) bool {
+	_, _, ok := s.readChecked(k, n, tab, nil, false, true)
+	return ok
+}
+
+func (s *store) readChecked(k chunkKey, n int64, tab *table, buf []byte, chained, force bool) (data []byte, e *entry, ok bool) {
 	s.mu.Lock()
 	bf, e, ok := s.lookupLocked(k)
 	if !ok || e.size != n || (tab == nil && !e.hasPlain && !e.checked && !chained) {
@@ -249,7 +257,7 @@ func (s *store) readChecked(k chunkKey, n int64, tab *table, buf []byte, chained
 		s.drop(k, bf, e, "unreadable", err)
 		return nil, nil, false
 	}
-	known := (tab != nil && snap.verified) || (tab == nil && snap.checked)
+	known := !force && ((tab != nil && snap.verified) || (tab == nil && snap.checked))
 	if !known {
 		good := false
 		switch {

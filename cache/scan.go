@@ -139,6 +139,9 @@ func loadBlob(dir string, d digest.Digest, size, cs int64, trust bool) (*blobFil
 	all := int64(len(bf.chunks)) == chunkCount(size, cs)
 	if trust && all && len(old) == 0 && stamped(dir, d, f, size) {
 		bf.whole, bf.stamping = true, true
+		for _, e := range bf.chunks {
+			e.verified = true
+		}
 	} else {
 		os.Remove(filepath.Join(dir, stampFileName))
 	}

@@ -37,8 +37,9 @@ import (
 // stamp can miss is one in the same clock tick as the file's last write
 // on a kernel with coarse timestamps (before 6.13), so the job waits a
 // tick before it looks (settledStamp). Reads that come through the
-// daemon still check each chunk the first time, and `hashfs cache
-// verify` hashes every byte whatever the stamps say.
+// daemon (no passthrough: not root, or an older kernel) trust a stamped
+// blob's chunks the same way, and `hashfs cache verify` hashes every
+// byte whatever the stamps say (store.rehash).
 
 const (
 	stampFileName = "stamp"

@@ -100,6 +100,10 @@ func TestStampAfterRestart(t *testing.T) {
 			if !tc.trusted && len(todo) != chunks {
 				t.Fatalf("%d chunks to hash, want all %d", len(todo), chunks)
 			}
+			// Reads through the daemon skip the hash of a stamped chunk too.
+			if got := c.store.readRange(chunkKey{d, 5}, cs, tab, 0, make([]byte, 10)); got != tc.trusted {
+				t.Fatalf("chunk read without hashing: %v, want %v", got, tc.trusted)
+			}
 			if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
 				t.Fatal("backing file after the restart is not the blob")
 			}
@@ -159,6 +163,47 @@ func TestStampRefused(t *testing.T) {
 				t.Fatalf("purged blob's directory is back: %v", err)
 			}
 		})
+	}
+}
+
+// TestVerifyAllIgnoresStamps: `hashfs cache verify` hashes a stamped
+// blob too. Bytes that rot on the disk keep the file's ctime; here the
+// test forges a stamp that matches the changed file instead.
+func TestVerifyAllIgnoresStamps(t *testing.T) {
+	b := blob(64, 5*cs)
+	d := digest.Of(b)
+	dir := t.TempDir()
+	c := openCache(t, dir, newFake(b), Options{})
+	if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
+		t.Fatal("no backing file")
+	}
+	c.Close()
+	flipChunkByte(t, dir, d, 3, 100)
+	f, err := os.Open(blobPath(dir, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fileStamp(d, f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stampPath(dir, d), st.encode(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = openCache(t, dir, newFake(b), Options{})
+	tab, _ := c.table(d)
+	if f, todo, _ := c.store.seal(d, tab); f == nil || todo != nil {
+		t.Fatal("the forged stamp was not trusted: the test proves nothing")
+	} else {
+		f.Close()
+	}
+	checked, removed, err := c.VerifyAll(context.Background())
+	if err != nil || checked != 5 || removed == 0 {
+		t.Fatalf("VerifyAll = %d checked, %d removed, %v; want 5 checked and the bad chunk removed", checked, removed, err)
+	}
+	if got := readAll(t, c, b, cs); !bytes.Equal(got, b) {
+		t.Fatal("wrong bytes after VerifyAll")
 	}
 }
 
