@@ -64,7 +64,7 @@ func (r *Reader) Backing(ctx context.Context) (*os.File, error) {
 		f, _, stamp = c.store.seal(k.d, tab)
 	}
 	if stamp {
-		c.spawn(func() { c.store.writeStamp(k.d) }) // false: closing, and no stamp is needed
+		c.startStamp(k.d)
 	}
 	return f, nil
 }
@@ -100,7 +100,7 @@ func (c *Cache) checkChunks(d digest.Digest, tab *table, todo []int64) {
 // seal opens d's file read-only if every chunk is cached and matched
 // tab in this process (or its stamp says so), and marks the blob whole;
 // stamp is true for the one caller that is to stamp the file next
-// (writeStamp). Otherwise, if every chunk is cached, it returns the
+// (writeStamp), if the blob is big enough to need one (stampMin). Otherwise, if every chunk is cached, it returns the
 // chunks not yet checked; if some are missing, nothing.
 func (s *store) seal(d digest.Digest, tab *table) (f *os.File, todo []int64, stamp bool) {
 	s.mu.Lock()
@@ -137,7 +137,7 @@ func (s *store) seal(d digest.Digest, tab *table) (f *os.File, todo []int64, sta
 	if !bf.whole {
 		bf.whole, bf.seen = true, seen
 	}
-	stamp = !bf.stamping
+	stamp = !bf.stamping && tab.size >= stampMin
 	bf.stamping = true
 	s.lru.Get(d)
 	return f, nil, stamp

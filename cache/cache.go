@@ -160,6 +160,7 @@ type Cache struct {
 	seals     flight[digest.Digest, struct{}] // checks of cached chunks before a blob is whole
 	mem       *lru.Cache[chunkKey, memChunk]  // chunks kept in memory (memchunks.go)
 	bgSem     chan struct{}                   // lazy background verifications
+	stampSem  chan struct{}                   // stamp jobs (stamp.go)
 	spanSem   *semaphore.Weighted             // chunks held in spans by all verifications at once (span.go)
 	window    int64                           // chunks one verification or lazy reader holds (windowChunks)
 	probeRate float64                         // probeRate and bigSpanRate (spansize.go); tests lower them
@@ -228,6 +229,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 		docsDir:   sub("docs"),
 		tmpDir:    sub("tmp"),
 		bgSem:     make(chan struct{}, maxBackground),
+		stampSem:  make(chan struct{}, maxStamping),
 		window:    windowChunks(o.ChunkSize, o.Parallel),
 		probeRate: probeRate, bigRate: bigSpanRate,
 		failMem: failMemory,

@@ -65,7 +65,7 @@ type blobFile struct {
 	dead   bool     // removed from the index; f (if open) is unlinked
 	whole  bool     // every chunk matched the trusted table here, or a stamp says so: never punched, only removed
 	// stamping: whole, and a stamp (stamp.go) is on disk or being
-	// written for this file.
+	// written for this file, or it needs none (under stampMin).
 	stamping bool
 	seen     stamp // the file as seal found it when this process made the blob whole
 }

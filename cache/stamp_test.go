@@ -14,10 +14,10 @@ import (
 // TestStampAfterRestart checks when a restarted cache trusts a whole
 // blob's file without hashing it: only while its stamp matches it.
 func TestStampAfterRestart(t *testing.T) {
-	b := blob(61, 7*cs+5)
-	other := blob(62, 3*cs)
+	b := blob(61, stampMin+5)
+	other := blob(62, stampMin)
 	d := digest.Of(b)
-	const chunks = 8
+	chunks := int(chunkCount(int64(len(b)), cs))
 	cases := []struct {
 		name    string
 		change  func(t *testing.T, dir string) // while no cache is open
@@ -127,7 +127,7 @@ func TestStampAfterRestart(t *testing.T) {
 // TestStampRefused: writeStamp writes no stamp for a file that was
 // removed, or changed by someone else, after this process found it whole.
 func TestStampRefused(t *testing.T) {
-	b := blob(63, 4*cs)
+	b := blob(63, stampMin)
 	d := digest.Of(b)
 	cases := []struct {
 		name    string
@@ -170,7 +170,7 @@ func TestStampRefused(t *testing.T) {
 // blob too. Bytes that rot on the disk keep the file's ctime; here the
 // test forges a stamp that matches the changed file instead.
 func TestVerifyAllIgnoresStamps(t *testing.T) {
-	b := blob(64, 5*cs)
+	b := blob(64, stampMin)
 	d := digest.Of(b)
 	dir := t.TempDir()
 	c := openCache(t, dir, newFake(b), Options{})
@@ -199,11 +199,27 @@ func TestVerifyAllIgnoresStamps(t *testing.T) {
 		f.Close()
 	}
 	checked, removed, err := c.VerifyAll(context.Background())
-	if err != nil || checked != 5 || removed == 0 {
-		t.Fatalf("VerifyAll = %d checked, %d removed, %v; want 5 checked and the bad chunk removed", checked, removed, err)
+	if n := int(chunkCount(stampMin, cs)); err != nil || checked != n || removed == 0 {
+		t.Fatalf("VerifyAll = %d checked, %d removed, %v; want %d checked and the bad chunk removed", checked, removed, err, n)
 	}
 	if got := readAll(t, c, b, cs); !bytes.Equal(got, b) {
 		t.Fatal("wrong bytes after VerifyAll")
+	}
+}
+
+// TestStampSkipsSmallBlobs: a blob under stampMin is hashed again after
+// a restart rather than fsynced and stamped.
+func TestStampSkipsSmallBlobs(t *testing.T) {
+	b := blob(65, stampMin-1)
+	d := digest.Of(b)
+	dir := t.TempDir()
+	c := openCache(t, dir, newFake(b), Options{})
+	if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
+		t.Fatal("no backing file")
+	}
+	c.Close()
+	if _, err := os.Stat(stampPath(dir, d)); !os.IsNotExist(err) {
+		t.Fatalf("stamp of a blob under stampMin: %v", err)
 	}
 }
 
