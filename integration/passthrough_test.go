@@ -17,6 +17,11 @@ func passthroughOpens(m *mnt) int {
 	return len(regexp.MustCompile(`backing=\d+ PASSTHROUGH`).FindAllString(m.stderr(), -1))
 }
 
+// fuseReleases counts the RELEASE requests that reached the daemon.
+func fuseReleases(m *mnt) int {
+	return len(regexp.MustCompile(`rx \d+: RELEASE n`).FindAllString(m.stderr(), -1))
+}
+
 // fuseReads counts the READ requests that reached the daemon.
 func fuseReads(m *mnt) int {
 	return len(regexp.MustCompile(`rx \d+: READ n`).FindAllString(m.stderr(), -1))
@@ -113,6 +118,11 @@ func TestPassthroughMixedOpens(t *testing.T) {
 		t.Errorf("%d passthrough opens while an ordinary open was held", n)
 	}
 	first.Close()
+	// The kernel sends RELEASE after close returns, in the background: an
+	// open that overtakes it still finds an ordinary handle.
+	if !waitFor(5*time.Second, func() bool { return fuseReleases(m) >= 2 }) {
+		t.Fatalf("%d RELEASEs reached the daemon after two opens were closed", fuseReleases(m))
+	}
 	if got := mustRead(t, file); !bytes.Equal(got, data) {
 		t.Fatal("wrong bytes once the first open was closed")
 	}
