@@ -170,14 +170,7 @@ func TestStampRefused(t *testing.T) {
 // blob too. Bytes that rot on the disk keep the file's ctime; here the
 // test forges a stamp that matches the changed file instead.
 func TestVerifyAllIgnoresStamps(t *testing.T) {
-	b := blob(64, stampMin)
-	d := digest.Of(b)
-	dir := t.TempDir()
-	c := openCache(t, dir, newFake(b), Options{})
-	if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
-		t.Fatal("no backing file")
-	}
-	c.Close()
+	b, d, dir := madeWhole(t, 64, stampMin)
 	flipChunkByte(t, dir, d, 3, 100)
 	f, err := os.Open(blobPath(dir, d))
 	if err != nil {
@@ -191,7 +184,7 @@ func TestVerifyAllIgnoresStamps(t *testing.T) {
 	if err := os.WriteFile(stampPath(dir, d), st.encode(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c = openCache(t, dir, newFake(b), Options{})
+	c := openCache(t, dir, newFake(b), Options{})
 	tab, _ := c.table(d)
 	if f, todo, _ := c.store.seal(d, tab); f == nil || todo != nil {
 		t.Fatal("the forged stamp was not trusted: the test proves nothing")
@@ -210,14 +203,7 @@ func TestVerifyAllIgnoresStamps(t *testing.T) {
 // TestStampSkipsSmallBlobs: a blob under stampMin is hashed again after
 // a restart rather than fsynced and stamped.
 func TestStampSkipsSmallBlobs(t *testing.T) {
-	b := blob(65, stampMin-1)
-	d := digest.Of(b)
-	dir := t.TempDir()
-	c := openCache(t, dir, newFake(b), Options{})
-	if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
-		t.Fatal("no backing file")
-	}
-	c.Close()
+	_, d, dir := madeWhole(t, 65, stampMin-1)
 	if _, err := os.Stat(stampPath(dir, d)); !os.IsNotExist(err) {
 		t.Fatalf("stamp of a blob under stampMin: %v", err)
 	}
@@ -234,6 +220,20 @@ func TestStampEncoding(t *testing.T) {
 			t.Fatalf("decodeStamp accepted %d bytes", len(bad))
 		}
 	}
+}
+
+// madeWhole caches a blob of n bytes, makes it whole (as a passthrough
+// open does) and closes the cache, which waits for its stamp job.
+func madeWhole(t *testing.T, seed uint64, n int) ([]byte, digest.Digest, string) {
+	t.Helper()
+	b := blob(seed, n)
+	dir := t.TempDir()
+	c := openCache(t, dir, newFake(b), Options{})
+	if got, _ := backing(t, c, b); !bytes.Equal(got, b) {
+		t.Fatal("no backing file")
+	}
+	c.Close()
+	return b, digest.Of(b), dir
 }
 
 func stampPath(dir string, d digest.Digest) string {
