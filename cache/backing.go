@@ -100,8 +100,9 @@ func (c *Cache) checkChunks(d digest.Digest, tab *table, todo []int64) {
 // seal opens d's file read-only if every chunk is cached and matched
 // tab in this process (or its stamp says so), and marks the blob whole;
 // stamp is true for the one caller that is to stamp the file next
-// (writeStamp), if the blob is big enough to need one (stampMin). Otherwise, if every chunk is cached, it returns the
-// chunks not yet checked; if some are missing, nothing.
+// (writeStamp), if the blob is big enough to need one (stampMin).
+// Otherwise, if every chunk is cached, it returns the chunks not yet
+// checked; if some are missing, nothing.
 func (s *store) seal(d digest.Digest, tab *table) (f *os.File, todo []int64, stamp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
