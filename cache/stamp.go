@@ -34,12 +34,14 @@ import (
 // drops a whole file's pages reads them from disk again, unchecked). The
 // fsync first is what makes a stamp hold across a crash: no stamp
 // exists for bytes that were only in the page cache. The one write a
-// stamp can miss is one in the same clock tick as the file's last write
-// on a kernel with coarse timestamps (before 6.13), so the job waits a
-// tick before it looks (settledStamp). Reads that come through the
-// daemon (no passthrough: not root, or an older kernel) trust a stamped
-// blob's chunks the same way, and `hashfs cache verify` hashes every
-// byte whatever the stamps say (store.rehash).
+// stamp can miss is one that leaves the ctime as it was: in the same
+// clock tick as the file's last write on a kernel with coarse timestamps
+// (before 6.13), or the same second on a filesystem that keeps whole
+// seconds; so the job waits that long before it looks (settledStamp).
+// Reads that come through the daemon (no passthrough: not root, or an
+// older kernel) trust a stamped blob's chunks the same way, and `hashfs
+// cache verify` hashes every byte whatever the stamps say
+// (store.rehash).
 
 const (
 	// stampMin is the smallest blob that is stamped: hashing a smaller
@@ -106,16 +108,28 @@ func decodeStamp(b []byte) (stamp, bool) {
 // 6.13 set ctime from a clock that moves once per scheduler tick (1-10 ms).
 const ctimeTick = 20 * time.Millisecond
 
-// settledStamp is fileStamp once f's ctime is a tick in the past: a
-// write in the same tick as the last one could leave a coarse ctime as
-// it was, and go unseen.
+// ctimeGrain is how far apart two writes to a file may be and still
+// leave the same ctime: ctimeTick, or 2 s where the ctime has no
+// nanoseconds, as on filesystems that keep whole seconds (ext4 with
+// 128-byte inodes, ext3) or two (vfat).
+func ctimeGrain(ns int64) time.Duration {
+	if ns == 0 {
+		return 2 * time.Second
+	}
+	return ctimeTick
+}
+
+// settledStamp is fileStamp once f's ctime is a grain in the past: a
+// write in the same grain as the last one could leave the ctime as it
+// was, and go unseen.
 func settledStamp(d digest.Digest, f *os.File) (stamp, error) {
 	st, err := fileStamp(d, f)
 	if err != nil {
 		return st, err
 	}
-	if wait := time.Until(time.Unix(st.ctimeS, st.ctimeNs).Add(ctimeTick)); wait > 0 {
-		time.Sleep(min(wait, ctimeTick)) // a ctime in the future (clock stepped back) waits no longer
+	grain := ctimeGrain(st.ctimeNs)
+	if wait := time.Until(time.Unix(st.ctimeS, st.ctimeNs).Add(grain)); wait > 0 {
+		time.Sleep(min(wait, grain)) // a ctime in the future (clock stepped back) waits no longer
 		return fileStamp(d, f)
 	}
 	return st, nil
