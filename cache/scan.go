@@ -89,9 +89,11 @@ func loadBlob(dir string, d digest.Digest, size, cs int64, trust bool) (*blobFil
 	}
 	removed := 0
 	var old []int64
+	hasStamp := false
 	for _, e := range ents {
 		name := e.Name()
 		if (name == blobFileName || name == stampFileName) && e.Type().IsRegular() {
+			hasStamp = hasStamp || name == stampFileName
 			continue
 		}
 		i, perr := strconv.ParseInt(name, 10, 64)
@@ -136,14 +138,16 @@ func loadBlob(dir string, d digest.Digest, size, cs int64, trust bool) (*blobFil
 		bf.chunks[i] = &entry{size: n}
 		bf.bytes += n
 	}
-	all := int64(len(bf.chunks)) == chunkCount(size, cs)
-	if trust && all && len(old) == 0 && stamped(dir, d, f, size) {
-		bf.whole, bf.stamping = true, true
-		for _, e := range bf.chunks {
-			e.verified = true
+	if hasStamp {
+		all := int64(len(bf.chunks)) == chunkCount(size, cs)
+		if trust && all && len(old) == 0 && stamped(dir, d, f, size) {
+			bf.whole, bf.stamping = true, true
+			for _, e := range bf.chunks {
+				e.verified = true
+			}
+		} else {
+			os.Remove(filepath.Join(dir, stampFileName))
 		}
-	} else {
-		os.Remove(filepath.Join(dir, stampFileName))
 	}
 	return bf, fi.ModTime(), removed, nil
 }
