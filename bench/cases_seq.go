@@ -152,12 +152,15 @@ func (b *bench) caseCold(ctx context.Context) {
 		skipped := func(who string) measurement {
 			return measurement{Case: name, Contender: who, Profile: prox.prof.Name, Error: "not measured (-peers)"}
 		}
-		curl, crane, hd := skipped("curl"), skipped("crane"), skipped("httpdirfs")
+		curl, crane, hd, dv := skipped("curl"), skipped("crane"), skipped("httpdirfs"), skipped("curl+openssl")
 		if b.peers["curl"] {
 			curl = b.readCurl(ctx, name, prox, b.big)
 		}
 		if b.peers["crane"] {
 			crane = b.readCrane(ctx, name, prox, b.big)
+		}
+		if b.peers["curl+openssl"] {
+			dv = b.readDownloadVerify(ctx, name, prox, b.big)
 		}
 		if b.peers["httpdirfs"] {
 			hd = b.readHttpdirfs(ctx, name, prox, b.big)
@@ -184,7 +187,8 @@ func (b *bench) caseCold(ctx context.Context) {
 		b.rows = append(b.rows,
 			ratioRow(name+", strict, vs curl", h, curl, minCurl, tgt),
 			ratioRow(name+", strict, vs httpdirfs", h, hd, 2, "≥ 2× httpdirfs"),
-			ratioRow(name+", strict, vs crane blob", h, crane, 0, "— (for information)"))
+			ratioRow(name+", strict, vs crane blob", h, crane, 0, "— (for information)"),
+			ratioRow(name+", strict, vs download then verify (curl -o, openssl sha256)", h, dv, 0, "— (for information)"))
 		// Lazy serves chunks as they arrive: a sequential reader is kept
 		// ahead by the adaptive readahead (cache/readahead.go: doubling
 		// up to 2 × --parallel chunks in runs of up to 4 MiB, reset by a

@@ -62,6 +62,22 @@ func (b *bench) readCrane(ctx context.Context, caseName string, prox *proxy, bl 
 	return b.record(m)
 }
 
+// download then verify: what a script, or R's contentid, does to get
+// bytes it can trust without a verifying filesystem. curl stores the
+// blob in a file on the cache's disk and openssl (libcrypto, as
+// contentid's openssl package uses) hashes it; a digest that does not
+// match fails the command, as contentid::resolve fails.
+func (b *bench) readDownloadVerify(ctx context.Context, caseName string, prox *proxy, bl blob) measurement {
+	m := measurement{Case: caseName, Contender: "curl+openssl", Profile: prox.prof.Name, Bytes: bl.Size,
+		Flags: "curl -o FILE, then openssl dgst -sha256 FILE"}
+	f := filepath.Join(b.work, "download-verify")
+	defer os.Remove(f)
+	const script = `curl -sSf -o "$1" "$2" && test "$(openssl dgst -sha256 -r "$1" | cut -d' ' -f1)" = "$3"`
+	b.cold(&m)
+	b.timed(ctx, &m, prox, nil, [][]string{{"sh", "-c", script, "sh", f, b.blobURL(prox, bl), bl.Hex}})
+	return b.record(m)
+}
+
 // httpdirfs --cache --single-file-mode on the blob URL, read with cat.
 // Segments are 9 MiB, not the default 8: httpdirfs 1.2.5 asks for the
 // range starting at the end of a file whose size is a multiple of its

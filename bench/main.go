@@ -20,7 +20,7 @@ import (
 type bench struct {
 	quick    bool
 	profiles map[string]bool // cold case: which proxy profiles (loopback, wan)
-	peers    map[string]bool // cold case: which peers besides hashfs (curl, crane, httpdirfs)
+	peers    map[string]bool // cold case: which peers besides hashfs (curl, crane, curl+openssl, httpdirfs)
 	keep     bool
 	perf     bool
 	out      string
@@ -65,7 +65,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory under /var/tmp (logs, registry storage) for debugging")
 	out := flag.String("out", "", "where to write REPORT.md and report.json (default: bench/, or $TMPDIR/hashfs-bench-quick with -quick)")
 	profiles := flag.String("profiles", "wan,loopback", "cold case: which registry profiles to read through")
-	peers := flag.String("peers", "curl,crane,httpdirfs", "cold case: which peers to measure besides hashfs")
+	peers := flag.String("peers", "curl,crane,curl+openssl,httpdirfs", "cold case: which peers to measure besides hashfs")
 	chunk := flag.Int64("chunk-size", 1<<20, "hashfs --chunk-size for the cases after the sweep, when the sweep does not run")
 	parallel := flag.Int("parallel", 16, "hashfs --parallel for the cases after the sweep, when the sweep does not run")
 	flag.Parse()
@@ -261,7 +261,7 @@ func (b *bench) tagBlobs(ctx context.Context) error {
 // hashfs. A hashfs that does not build is reported in every hashfs row.
 func (b *bench) tools(ctx context.Context) {
 	if os.Geteuid() == 0 {
-		cmd := exec.CommandContext(ctx, filepath.Join(b.root, "scripts/install-deps.sh"), "docker-registry", "httpdirfs", "curl", "fuse3")
+		cmd := exec.CommandContext(ctx, filepath.Join(b.root, "scripts/install-deps.sh"), "docker-registry", "httpdirfs", "curl", "openssl", "fuse3")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			b.warnOnce("install-deps.sh: %v", err)

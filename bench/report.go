@@ -124,7 +124,8 @@ func (b *bench) markdown(meta map[string]any) string {
 	w("Registry: Debian `docker-registry` on 127.0.0.1 behind the benchmark's shaping proxy (`bench/proxy.go`): "+
 		"`loopback` = no shaping, `wan` = +40 ms per request and 25 MB/s (25×10⁶ B/s) per client connection. "+
 		"Throughput is MB/s = 10⁶ bytes per wall second of the reading command(s) (`cat FILE > /dev/null`, "+
-		"`curl -o /dev/null`, `crane blob > /dev/null`). Cold = fresh hashfs/httpdirfs cache and mount, page cache dropped. "+
+		"`curl -o /dev/null`, `crane blob > /dev/null`; for download then verify, `curl -o FILE` and then "+
+		"`openssl dgst -sha256 FILE` compared with the digest, on the disk that holds hashfs's cache). Cold = fresh hashfs/httpdirfs cache and mount, page cache dropped. "+
 		"Blobs: %s (sequential, random), %s (16 readers of one), 16 × %s, %s (RSS). hashfs flags for every row unless said: `%s`.\n\n",
 		sizeName(b.big.Size), sizeName(b.shared.Size), sizeName(b.manySize()), sizeName(b.huge.Size), b.chosen)
 	for _, warn := range b.warnings {

@@ -69,7 +69,7 @@ func gitDescribe(root string) string {
 // report them.
 func (b *bench) peerVersions() string {
 	var v []string
-	for _, p := range []string{"curl", "httpdirfs", "docker-registry"} {
+	for _, p := range []string{"curl", "openssl", "httpdirfs", "docker-registry"} {
 		out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", p).Output()
 		if err == nil && len(out) > 0 {
 			v = append(v, p+" "+string(out))
