@@ -30,29 +30,50 @@ func (c *Cache) Blobs() ([]BlobInfo, error) {
 	return out, nil
 }
 
+// VerifyResult is what VerifyAll found.
+type VerifyResult struct {
+	Checked int // chunks read back and hashed, or found to have no trusted table
+	Bad     int // of those, chunks that did not match (or had no table): removed
+	// WentWith counts chunks removed, unchecked, with a bad chunk of the
+	// same blob: the file of a whole blob is removed whole (passthrough
+	// opens may be reading it), not punched.
+	WentWith int
+}
+
 // VerifyAll reads every cached chunk back and hashes it against its
 // blob's trusted table, whatever stamps say; a chunk that does not match
 // is removed (it will be fetched again when read), with the rest of its
-// blob's file if the blob was whole. It returns how many chunks it
-// checked and how many it removed.
-func (c *Cache) VerifyAll(ctx context.Context) (checked, removed int, err error) {
+// blob's file if the blob was whole.
+func (c *Cache) VerifyAll(ctx context.Context) (VerifyResult, error) {
+	var r VerifyResult
+	orphans := map[digest.Digest]bool{}
 	for _, k := range c.store.chunkKeys() {
 		if err := ctx.Err(); err != nil {
-			return checked, removed, err
+			return r, err
 		}
-		checked++
+		if orphans[k.d] {
+			r.Checked++
+			r.Bad++
+			continue
+		}
+		if !c.store.cached(k.d, k.i, k.i+1) {
+			r.WentWith++
+			continue
+		}
+		r.Checked++
 		tab, _ := c.table(k.d)
 		if tab == nil {
 			c.store.purge(k.d)
-			removed++
+			orphans[k.d] = true
+			r.Bad++
 			continue
 		}
 		_, n := chunkSpan(tab.size, tab.chunkSize, k.i)
 		if !c.store.rehash(k, n, tab) {
-			removed++
+			r.Bad++
 		}
 	}
-	return checked, removed, nil
+	return r, nil
 }
 
 // Prune evicts least recently used blobs no reader has open until the

@@ -31,9 +31,9 @@ func TestAdmin(t *testing.T) {
 
 	flipChunkByte(t, dir, da, 1, 7)
 	c = openCache(t, dir, newFake(a, b), Options{}) // a restart: nothing checked yet
-	checked, removed, err := c.VerifyAll(context.Background())
-	if err != nil || checked != 6 || removed != 1 {
-		t.Fatalf("VerifyAll = %d checked, %d removed, %v; want 6, 1", checked, removed, err)
+	vr, err := c.VerifyAll(context.Background())
+	if want := (VerifyResult{Checked: 6, Bad: 1}); err != nil || vr != want {
+		t.Fatalf("VerifyAll = %+v, %v; want %+v", vr, err, want)
 	}
 	if got := c.Status(da, int64(len(a))).CachedBytes; got != 2*cs {
 		t.Errorf("after VerifyAll blob a has %d bytes cached, want %d", got, 2*cs)

@@ -56,10 +56,13 @@ func newCacheCmd() *cobra.Command {
 		Short: "Read every cached chunk back and check it against its blob's verified table; remove bad ones",
 		Args:  cobra.NoArgs,
 		RunE: withCache(func(cmd *cobra.Command, c *cache.Cache) error {
-			checked, removed, err := c.VerifyAll(cmd.Context())
-			fmt.Fprintf(cmd.OutOrStdout(), "%d chunks checked, %d did not match and were removed\n", checked, removed)
-			if err == nil && removed > 0 {
-				err = fmt.Errorf("%d cached chunks were corrupt (removed; they will be fetched again)", removed)
+			r, err := c.VerifyAll(cmd.Context())
+			fmt.Fprintf(cmd.OutOrStdout(), "%d chunks checked, %d did not match and were removed\n", r.Checked, r.Bad)
+			if r.WentWith > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d more chunks were removed unchecked with them: a whole blob's file goes whole\n", r.WentWith)
+			}
+			if err == nil && r.Bad > 0 {
+				err = fmt.Errorf("%d cached chunks were corrupt (removed; they will be fetched again)", r.Bad)
 			}
 			return err
 		}),
