@@ -239,7 +239,7 @@ func Open(ctx context.Context, src Source, o Options) (*Cache, error) {
 	c.store.recheck = o.Recheck
 	c.spanSem = semaphore.NewWeighted(chunksInFlight(c.window))
 	c.store.chained = c.chainCheck
-	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, c.window), func(_ chunkKey, m memChunk) { m.rb.release() })
+	c.mem, _ = lru.NewWithEvict(memChunks(o.ChunkSize, c.window), c.leave)
 	sizes, err := c.tables.scan()
 	if err != nil {
 		return nil, fmt.Errorf("cache: reading tables: %w", err)

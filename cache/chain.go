@@ -18,8 +18,10 @@ import (
 // is written without a hash of its own (it would be a third pass):
 // until the blob verifies, it is read from memory (Cache.mem) or fetched
 // again, never read back from disk unchecked. A chunk that arrives ahead
-// of the chain keeps its own hash, as before, and the chain hashes it
-// from memory when it gets there, if it is still in memory.
+// of the chain is written without one too: the chain (or the background
+// job) hashes it from memory when it gets there. Only a chunk that
+// leaves memory first is hashed on its own, then, from the bytes it was
+// written from (Cache.leave), so its disk copy can be read back checked.
 //
 // Lock order: chain.mu, then Cache.mu or the store's (put, purge, gen);
 // nothing takes a chain's lock while holding either.

@@ -206,6 +206,19 @@ func (s *store) currentLocked(k chunkKey, bf *blobFile, e *entry) bool {
 	return ok && cur == bf && ce == e
 }
 
+// setPlain records sum as the hash of chunk k's bytes on disk, written
+// without one, if e is still its entry; it reports whether it did.
+func (s *store) setPlain(k chunkKey, e *entry, sum [32]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, cur, ok := s.lookupLocked(k)
+	if !ok || cur != e || e.hasPlain || e.verified {
+		return false
+	}
+	e.plain, e.hasPlain = sum, true
+	return true
+}
+
 // read returns chunk k (n bytes) from disk if it checks out: against
 // tab if the blob has a table, else against the sha256 this process
 // recorded when it wrote the chunk, or, for a chunk written without one,

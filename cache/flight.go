@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -143,15 +142,16 @@ func (c *Cache) loadChunk(k blobKey, i, off, n int64, gen uint64) (chunkResult, 
 // keepChunk stores chunk i of blob k, just fetched, and returns it:
 // checked against tab if the blob has a trusted table, else as
 // unverified bytes, hashed into the blob's chain if they are the next
-// it needs (chain.go), or with their own hash for the disk. rb, if not
-// nil, is data's buffer, on which the caller holds a count.
+// it needs (chain.go), or else kept in memory until the chain gets there
+// (Cache.leave hashes them if they leave memory first). rb, if not nil,
+// is data's buffer, on which the caller holds a count.
 func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *table, rb *runBuf) (chunkResult, error) {
 	d := k.d
 	ck := chunkKey{d, i}
 	if tab == nil {
-		keep := func(e *entry) {
+		keep := func(e *entry, ahead bool) {
 			if rb.acquire() { // the caller's count is held: this cannot fail
-				c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb, ent: e})
+				c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb, ent: e, ahead: ahead})
 			}
 		}
 		if ch := c.chainFor(k, i, gen); ch != nil {
@@ -161,9 +161,12 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			ch.mu.Unlock()
 			// Only now may other readers find it: a reader at the blob's
 			// end learns of a mismatch before it has the last bytes.
-			keep(e)
+			keep(e, false)
 		} else {
-			keep(c.store.put(d, i, data, [][32]byte{sha256.Sum256(data)}, gen, false)[0])
+			// Ahead of the chain: no hash of its own yet. The chain, or a
+			// background verification, hashes it from memory when it gets
+			// there; if it leaves memory first, it gets one then (leave).
+			keep(c.store.put(d, i, data, nil, gen, false)[0], true)
 			// The chain may have stopped short of this chunk while it
 			// was on its way to memory: then it goes on from here.
 			if ch := c.chainFor(k, i, gen); ch != nil {

@@ -1,5 +1,7 @@
 package cache
 
+import "crypto/sha256"
+
 // memChunk is a chunk kept in memory (Cache.mem). It is either one this
 // process fetched for a lazy reader and has not verified, kept so that
 // the reader arriving after the read-ahead neither reads it back nor
@@ -11,6 +13,9 @@ type memChunk struct {
 	verified bool    // data matched the blob's chunk table
 	rb       *runBuf // data's buffer, on which the entry holds a count (unverified copies only)
 	ent      *entry  // unverified copies: the cache entry written from data, if any
+	// ahead: an unverified copy that came ahead of its blob's chain and
+	// was written without a hash of its own (keepChunk).
+	ahead bool
 }
 
 // memChunks is how many chunks are kept in memory: the read-ahead
@@ -36,4 +41,50 @@ func (c *Cache) memGet(k chunkKey, n int64, tab *table) (m memChunk, ok bool) {
 		return memChunk{}, false
 	}
 	return m, true
+}
+
+// leave is called as a chunk leaves memory (evicted). A chunk that came
+// ahead of its blob's chain was written without a hash of its own, so
+// that it is hashed once, by the chain or the background verification,
+// from memory. If neither got to it, it gets that hash now, from the
+// very bytes it was written from: its disk copy can then be read back
+// and checked, as a chunk written with a hash is. The chain may have
+// stopped at it, finding it neither in memory nor with a hash: it goes
+// on from here.
+func (c *Cache) leave(k chunkKey, m memChunk) {
+	defer m.rb.release()
+	if !m.ahead || m.ent == nil || m.gen != c.store.gen(k.d) || c.hashedInChain(k, m.gen) {
+		return
+	}
+	if tab, _ := c.table(k.d); tab != nil {
+		return // verified: its chunks are checked against the table
+	}
+	if !c.store.setPlain(k, m.ent, sha256.Sum256(m.data)) {
+		return
+	}
+	c.mu.Lock()
+	ch := c.chains[k.d]
+	c.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	bk := blobKey{k.d, ch.size}
+	if ch := c.chainFor(bk, k.i, m.gen); ch != nil {
+		c.extend(bk, ch, c.window)
+		ch.mu.Unlock()
+	}
+}
+
+// hashedInChain reports whether chunk k of generation gen is in its
+// blob's chain already.
+func (c *Cache) hashedInChain(k chunkKey, gen uint64) bool {
+	c.mu.Lock()
+	ch := c.chains[k.d]
+	c.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return !ch.over && ch.gen == gen && ch.next > k.i
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"sync/atomic"
 	"time"
@@ -141,11 +142,19 @@ func (c *Cache) loadSpan(k blobKey, first, end int64, sem chan struct{}) (spanRe
 	lastOff, lastN := chunkSpan(k.size, cs, end-1)
 	res := spanResult{first: first, cs: cs, ents: make([]*entry, end-first)}
 	if c.store.cached(k.d, first, end) {
-		// Read back (lazy mode: readers were here first).
+		// Read back (lazy mode: readers were here first), from memory
+		// where a copy is still there: a chunk that came ahead of the
+		// chain has no hash of its own to read it from disk with.
 		var parts [][]byte
 		for i := first; i < end; i++ {
 			_, n := chunkSpan(k.size, cs, i)
-			b, e, ok := c.store.read(chunkKey{k.d, i}, n, nil, nil)
+			ck := chunkKey{k.d, i}
+			if m, ok := c.memGet(ck, n, nil); ok {
+				parts, res.ents[i-first] = append(parts, bytes.Clone(m.data)), m.ent
+				m.rb.release()
+				continue
+			}
+			b, e, ok := c.store.read(ck, n, nil, nil)
 			if !ok {
 				parts = nil
 				break
