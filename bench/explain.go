@@ -61,6 +61,15 @@ func (b *bench) explain(r row) string {
 	if f := b.coldFloor(r); f != "" {
 		parts = append(parts, f)
 	}
+	if dv := b.measured(h.Case, "curl+openssl"); dv != nil && r.p != nil && r.p.ok() && r.p.Contender == "curl" && strings.Contains(h.Flags, "strict") {
+		verdict := "so on this VM keeping and checking the bytes the plain way misses the target too"
+		if r.min > 0 && dv.MBps >= r.min*r.p.MBps {
+			verdict = "so the plain way meets the target where hashfs does not"
+		}
+		parts = append(parts, fmt.Sprintf("getting the same checked bytes without hashfs, by storing the blob with curl "+
+			"and hashing the file with openssl, ran at %.0f MB/s in this run (%.2f× curl; hashfs %.2f× that), %s",
+			dv.MBps, dv.MBps/r.p.MBps, h.MBps/dv.MBps, verdict))
+	}
 	if fb, ok := h.Extra["first_byte_s"].(float64); ok && fb > 0.5*h.Seconds && strings.Contains(h.Flags, "strict") {
 		parts = append(parts, fmt.Sprintf("the first 4 KiB arrived only after %.1f s of %.1f s: with --verify strict no byte is served "+
 			"before the whole blob is fetched, hashed once and written to the cache, and then the reader reads the cache's file "+
@@ -154,4 +163,15 @@ func (b *bench) coldFloor(r row) string {
 			"faults in the host when it is written again", late)
 	}
 	return s
+}
+
+// measured returns the successful measurement of contender in case
+// caseName, if there is one.
+func (b *bench) measured(caseName, contender string) *measurement {
+	for i := range b.ms {
+		if m := &b.ms[i]; m.Case == caseName && m.Contender == contender && m.ok() {
+			return m
+		}
+	}
+	return nil
 }
