@@ -78,6 +78,13 @@ func (ch *chain) add(i, n int64, data []byte, e *entry) {
 	ch.next = i + 1
 }
 
+// hashed reports whether chunk i of generation gen is in ch already.
+func (ch *chain) hashed(i int64, gen uint64) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return !ch.over && ch.gen == gen && ch.next > i
+}
+
 // endChain forgets k's chain if it is still ch.
 func (c *Cache) endChain(k blobKey, ch *chain) {
 	ch.over = true
@@ -86,6 +93,22 @@ func (c *Cache) endChain(k blobKey, ch *chain) {
 		delete(c.chains, k.d)
 	}
 	c.mu.Unlock()
+}
+
+// chainOf returns d's chain, if it has one.
+func (c *Cache) chainOf(d digest.Digest) *chain {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chains[d]
+}
+
+// resume lets k's chain go on from chunk i of generation gen, if that is
+// the chunk it stopped at: it takes in what is cached from there.
+func (c *Cache) resume(k blobKey, i int64, gen uint64) {
+	if ch := c.chainFor(k, i, gen); ch != nil {
+		c.extend(k, ch, c.window)
+		ch.mu.Unlock()
+	}
 }
 
 // extend hashes the chunks after the ones ch has that are cached, in
@@ -156,9 +179,7 @@ func (c *Cache) extend(k blobKey, ch *chain, limit int64) {
 // pays little; one that read the chunks pays one hash of each it has
 // not, which the background job would spend anyway.
 func (c *Cache) settle(k blobKey) {
-	c.mu.Lock()
-	ch := c.chains[k.d]
-	c.mu.Unlock()
+	ch := c.chainOf(k.d)
 	if ch == nil || ch.size != k.size {
 		return
 	}
@@ -201,9 +222,7 @@ func (c *Cache) takeChain(k blobKey, gen uint64) *chain {
 // known is false if neither is there (the chain failed or was taken
 // over): the chunk is then fetched again.
 func (c *Cache) chainCheck(k chunkKey, data []byte) (good, known bool) {
-	c.mu.Lock()
-	ch := c.chains[k.d]
-	c.mu.Unlock()
+	ch := c.chainOf(k.d)
 	if ch != nil {
 		var in, out [32]byte
 		ch.mu.Lock()

@@ -169,10 +169,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			keep(c.store.put(d, i, data, nil, gen, false)[0], true)
 			// The chain may have stopped short of this chunk while it
 			// was on its way to memory: then it goes on from here.
-			if ch := c.chainFor(k, i, gen); ch != nil {
-				c.extend(k, ch, c.window)
-				ch.mu.Unlock()
-			}
+			c.resume(k, i, gen)
 		}
 		return chunkResult{data: data, rb: rb}, nil
 	}

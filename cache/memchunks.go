@@ -53,38 +53,17 @@ func (c *Cache) memGet(k chunkKey, n int64, tab *table) (m memChunk, ok bool) {
 // on from here.
 func (c *Cache) leave(k chunkKey, m memChunk) {
 	defer m.rb.release()
-	if !m.ahead || m.ent == nil || m.gen != c.store.gen(k.d) || c.hashedInChain(k, m.gen) {
+	if !m.ahead || m.ent == nil || m.gen != c.store.gen(k.d) {
+		return
+	}
+	ch := c.chainOf(k.d)
+	if ch != nil && ch.hashed(k.i, m.gen) {
 		return
 	}
 	if tab, _ := c.table(k.d); tab != nil {
 		return // verified: its chunks are checked against the table
 	}
-	if !c.store.setPlain(k, m.ent, sha256.Sum256(m.data)) {
-		return
+	if c.store.setPlain(k, m.ent, sha256.Sum256(m.data)) && ch != nil {
+		c.resume(blobKey{k.d, ch.size}, k.i, m.gen)
 	}
-	c.mu.Lock()
-	ch := c.chains[k.d]
-	c.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	bk := blobKey{k.d, ch.size}
-	if ch := c.chainFor(bk, k.i, m.gen); ch != nil {
-		c.extend(bk, ch, c.window)
-		ch.mu.Unlock()
-	}
-}
-
-// hashedInChain reports whether chunk k of generation gen is in its
-// blob's chain already.
-func (c *Cache) hashedInChain(k chunkKey, gen uint64) bool {
-	c.mu.Lock()
-	ch := c.chains[k.d]
-	c.mu.Unlock()
-	if ch == nil {
-		return false
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return !ch.over && ch.gen == gen && ch.next > k.i
 }
