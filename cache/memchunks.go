@@ -67,3 +67,15 @@ func (c *Cache) leave(k chunkKey, m memChunk) {
 		c.resume(blobKey{k.d, ch.size}, k.i, m.gen)
 	}
 }
+
+// MemoryBytes is the most blob data the cache holds in memory at once:
+// the spans in flight (SpanBytes) and, in lazy mode, the chunks kept
+// for lazy readers (memChunks). A strict cache keeps chunks in memory
+// only when they do not fit its disk budget, so they are not counted.
+func (c *Cache) MemoryBytes() int64 {
+	b := c.SpanBytes()
+	if c.o.Mode == Lazy {
+		b += int64(memChunks(c.o.ChunkSize, c.window)) * c.o.ChunkSize
+	}
+	return b
+}

@@ -77,7 +77,7 @@ func (o *options) register(f *pflag.FlagSet) {
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles (goroutines, heap, CPU) on this address, e.g. 127.0.0.1:6060; off when empty")
 	f.BoolVar(&o.descURLs, "descriptor-urls", true, "fetch blobs whose descriptors list http(s) \"urls\" (foreign layers) from those URLs too, verified like any other source; --descriptor-urls=false keeps a manifest from making the daemon send requests to hosts it names")
 	f.StringVar(&o.hostsDir, "hosts-dir", "/etc/containerd/certs.d", "containerd hosts.toml directory: mirrors listed for a registry (<dir>/<host>/hosts.toml) are tried before it")
-	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT), raised if needed to the blob bytes --chunk-size and --parallel keep in flight plus 16MiB; 0: none")
+	f.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the daemon's Go runtime (GOMEMLIMIT), raised if needed to the blob bytes the cache keeps in memory plus 16MiB (what --chunk-size and --parallel keep in flight, and with --verify lazy the chunks kept for its readers); 0: none")
 }
 
 func (o *options) cacheOptions(logger *slog.Logger, repo string) (cache.Options, error) {

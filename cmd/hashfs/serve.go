@@ -99,7 +99,7 @@ func serve(ctx context.Context, o *options, sources []string, mountpoint string,
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer c.Close()
-	setMemoryLimit(int64(o.memoryLimit), c.SpanBytes(), logger)
+	setMemoryLimit(int64(o.memoryLimit), c.MemoryBytes(), logger)
 	p.cache = c
 	if p.offline != nil {
 		p.offline.cache = c
