@@ -61,6 +61,7 @@ type blobFile struct {
 	chunks map[int64]*entry
 	bytes  int64    // sum of the cached chunks' sizes
 	f      *os.File // open read-write while io > 0 or the blob is pinned
+	df     *os.File // f's file opened for O_DIRECT writes (directwrite.go), once one was asked for; closed with f
 	io     int      // reads and writes in progress on f
 	dead   bool     // removed from the index; f (if open) is unlinked
 	whole  bool     // every chunk matched the trusted table here, or a stamp says so: never punched, only removed
@@ -90,6 +91,8 @@ type store struct {
 	pending map[chunkKey]*pendingPut
 	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
+	// noDirect: the file system refused O_DIRECT (directwrite.go).
+	noDirect bool
 	// chained checks an unverified chunk written without a hash of its
 	// own against the chain of hashes it joined (chain.go); known is
 	// false once the chain is gone. nil: such chunks are never read.
@@ -187,6 +190,10 @@ func (s *store) idleLocked(d digest.Digest, bf *blobFile) {
 	if bf.f != nil && bf.io == 0 && (bf.dead || s.pins[d] == 0) {
 		bf.f.Close()
 		bf.f = nil
+		if bf.df != nil {
+			bf.df.Close()
+			bf.df = nil
+		}
 	}
 }
 

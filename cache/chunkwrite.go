@@ -15,10 +15,11 @@ import (
 // back) if the budget allows and d was not purged since gen. verified
 // says the bytes matched the blob's table; plains, if not nil, are the
 // chunks' sha256 (chunks of a blob not verified yet). A run is written
-// with one write. It returns the entries of the chunks put, nil for
-// those not on disk. A write failure is logged once and otherwise
-// ignored.
-func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte, gen uint64, verified bool) []*entry {
+// with one write, with O_DIRECT if direct (readers get these bytes
+// through the daemon: directwrite.go). It returns the entries of the
+// chunks put, nil for those not on disk. A write failure is logged once
+// and otherwise ignored.
+func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte, gen uint64, verified, direct bool) []*entry {
 	n := int64(len(data))
 	count := (n + s.cs - 1) / s.cs
 	out := make([]*entry, count)
@@ -51,7 +52,7 @@ func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte
 			if plains != nil {
 				p = plains[j : j+1]
 			}
-			out[j] = s.put(d, first+j, data[j*s.cs:min(n, (j+1)*s.cs)], p, gen, verified)[0]
+			out[j] = s.put(d, first+j, data[j*s.cs:min(n, (j+1)*s.cs)], p, gen, verified, direct)[0]
 		}
 		return out
 	}
@@ -69,6 +70,10 @@ func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte
 		s.mu.Unlock()
 		return out
 	}
+	var df *os.File
+	if direct {
+		df = s.directLocked(d, bf)
+	}
 	p := &pendingPut{n: n}
 	for i := first; i < first+count; i++ {
 		s.pending[chunkKey{d, i}] = p
@@ -77,7 +82,7 @@ func (s *store) put(d digest.Digest, first int64, data []byte, plains [][32]byte
 	s.mu.Unlock()
 
 	off := first * s.cs
-	if _, err = f.WriteAt(data, off); err != nil {
+	if err = s.writeAt(f, df, data, off); err != nil {
 		punch(f, off, n) // give back what a partial write took
 	}
 

@@ -155,7 +155,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			}
 		}
 		if ch := c.chainFor(k, i, gen); ch != nil {
-			e := c.store.put(d, i, data, nil, gen, false)[0]
+			e := c.store.put(d, i, data, nil, gen, false, true)[0]
 			ch.add(i, chunkCount(k.size, c.o.ChunkSize), data, e)
 			c.extend(k, ch, c.window)
 			ch.mu.Unlock()
@@ -166,7 +166,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			// Ahead of the chain: no hash of its own yet. The chain, or a
 			// background verification, hashes it from memory when it gets
 			// there; if it leaves memory first, it gets one then (leave).
-			keep(c.store.put(d, i, data, nil, gen, false)[0], true)
+			keep(c.store.put(d, i, data, nil, gen, false, true)[0], true)
 			// The chain may have stopped short of this chunk while it
 			// was on its way to memory: then it goes on from here.
 			c.resume(k, i, gen)
@@ -178,7 +178,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			"digest", d.String(), "repository", c.o.Repository, "chunk", i)
 		return chunkResult{}, fmt.Errorf("%s chunk %d: %w", d, i, hfserr.ErrIntegrity)
 	}
-	if c.store.put(d, i, data, nil, gen, true)[0] == nil {
+	if c.store.put(d, i, data, nil, gen, true, true)[0] == nil {
 		b := data
 		if rb != nil {
 			b = bytes.Clone(data) // kept past the run's buffer

@@ -125,7 +125,7 @@ func (c *Cache) startSpan(k blobKey, first, end int64, sem chan struct{}, slots 
 		close(cl.done)
 		if err == nil && res.stored != nil {
 			// Cached unverified until the verification that hashes them commits.
-			res.stored <- c.store.put(k.d, first, res.data, nil, gen, false)
+			res.stored <- c.store.put(k.d, first, res.data, nil, gen, false, c.isLazy(k))
 		}
 	}) {
 		slots.Release(end - first)

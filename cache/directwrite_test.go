@@ -1,0 +1,180 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hashfs/hashfs/internal/digest"
+)
+
+// cachedPages reports, per 4 KiB page of the file at p, whether the
+// page cache holds it.
+func cachedPages(t *testing.T, p string) []bool {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+directAlign-1)/directAlign)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	out := make([]bool, len(vec))
+	for i, v := range vec {
+		out[i] = v&1 != 0
+	}
+	return out
+}
+
+// TestWriteAt: whole aligned blocks go around the page cache when an
+// O_DIRECT descriptor is given, everything else through it, and the
+// file holds the bytes either way.
+func TestWriteAt(t *testing.T) {
+	probe := filepath.Join(t.TempDir(), "probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := os.OpenFile(probe, os.O_WRONLY|unix.O_DIRECT, 0); err != nil {
+		t.Skipf("the test directory's file system refuses O_DIRECT: %v", err)
+	} else {
+		f.Close()
+	}
+	buf := make([]byte, 1<<20) // a large allocation: page-aligned
+	for i := range buf {
+		buf[i] = byte(i*7 + i>>12)
+	}
+	const pg = directAlign
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		off    int64
+		direct bool
+		cached []bool // per page of the file after the write
+	}{
+		{"whole blocks, direct", buf[:4*pg], 4 * pg, true, []bool{false, false, false, false, false, false, false, false}},
+		{"tail of a last chunk", buf[:2*pg+100], 0, true, []bool{false, false, true}},
+		{"unaligned memory", buf[1 : 2*pg+1], 0, true, []bool{true, true}},
+		{"unaligned offset", buf[:2*pg], 100, true, []bool{true, true, true}},
+		{"no direct descriptor", buf[:2*pg], 0, false, []bool{true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newStore(dir, dir, 1<<30, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			p := filepath.Join(dir, "blob")
+			f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var df *os.File
+			if tc.direct {
+				if df, err = os.OpenFile(p, os.O_WRONLY|unix.O_DIRECT, 0); err != nil {
+					t.Fatal(err)
+				}
+				defer df.Close()
+			}
+			if err := s.writeAt(f, df, tc.data, tc.off); err != nil {
+				t.Fatal(err)
+			}
+			if s.noDirect {
+				t.Fatal("O_DIRECT was turned off")
+			}
+			if got := cachedPages(t, p); !slices.Equal(got, tc.cached) {
+				t.Errorf("pages in the page cache = %v, want %v", got, tc.cached)
+			}
+			got := make([]byte, len(tc.data))
+			if _, err := f.ReadAt(got, tc.off); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.data) {
+				t.Error("the file does not hold the bytes written")
+			}
+			if st, _ := f.Stat(); st.Size() != tc.off+int64(len(tc.data)) {
+				t.Errorf("size %d, want %d", st.Size(), tc.off+int64(len(tc.data)))
+			}
+		})
+	}
+}
+
+// TestDirectOff: a file system that refuses O_DIRECT (EINVAL) turns it
+// off for the store, so no descriptor is opened for it again; another
+// error leaves it on. A write error other than EINVAL is returned.
+func TestDirectOff(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, tc := range []struct {
+		err error
+		off bool
+	}{
+		{&os.PathError{Op: "open", Path: "blob", Err: unix.EINVAL}, true},
+		{&os.PathError{Op: "open", Path: "blob", Err: unix.EIO}, false},
+		{&os.PathError{Op: "open", Path: "blob", Err: unix.EMFILE}, false},
+	} {
+		dir := t.TempDir()
+		s := newStore(dir, dir, 1<<30, 1<<20, discard)
+		s.mu.Lock()
+		s.directFailedLocked(tc.err)
+		s.mu.Unlock()
+		if s.noDirect != tc.off {
+			t.Errorf("after %v: O_DIRECT off = %v, want %v", tc.err, s.noDirect, tc.off)
+		}
+		d := digest.Of([]byte(dir))
+		bf := &blobFile{chunks: map[int64]*entry{}}
+		if err := os.MkdirAll(s.blobDir(d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.path(d), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		df := s.directLocked(d, bf)
+		s.mu.Unlock()
+		if (df == nil) != tc.off {
+			t.Errorf("after %v: descriptor %v, want one: %v", tc.err, df, !tc.off)
+		}
+		if df != nil {
+			df.Close()
+		}
+	}
+
+	// A descriptor open for reading only: the O_DIRECT write fails with
+	// EBADF, which writeAt returns rather than writing elsewhere.
+	dir := t.TempDir()
+	s := newStore(dir, dir, 1<<30, 1<<20, discard)
+	p := filepath.Join(dir, "blob")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ro, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	buf := make([]byte, 1<<20)
+	if err := s.writeAt(f, ro, buf[:directAlign], 0); !errors.Is(err, unix.EBADF) {
+		t.Fatalf("writeAt through a read-only descriptor = %v, want EBADF", err)
+	}
+	if s.noDirect {
+		t.Fatal("EBADF turned O_DIRECT off")
+	}
+}
