@@ -53,12 +53,21 @@ func TestWriteAt(t *testing.T) {
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := os.OpenFile(probe, os.O_WRONLY|unix.O_DIRECT, 0); err != nil {
+	pf, err := os.OpenFile(probe, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
 		t.Skipf("the test directory's file system refuses O_DIRECT: %v", err)
-	} else {
-		f.Close()
 	}
 	buf := make([]byte, 1<<20) // a large allocation: page-aligned
+	if _, err := pf.WriteAt(buf[:directAlign], 0); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	// A file system with no disk under it (tmpfs) keeps O_DIRECT bytes in
+	// its page cache: there only the bytes can be checked.
+	residency := !cachedPages(t, probe)[0]
+	if !residency {
+		t.Log("O_DIRECT writes stay in this file system's page cache (tmpfs?): page residency not checked")
+	}
 	for i := range buf {
 		buf[i] = byte(i*7 + i>>12)
 	}
@@ -98,7 +107,7 @@ func TestWriteAt(t *testing.T) {
 			if s.noDirect {
 				t.Fatal("O_DIRECT was turned off")
 			}
-			if got := cachedPages(t, p); !slices.Equal(got, tc.cached) {
+			if got := cachedPages(t, p); residency && !slices.Equal(got, tc.cached) {
 				t.Errorf("pages in the page cache = %v, want %v", got, tc.cached)
 			}
 			got := make([]byte, len(tc.data))
