@@ -91,8 +91,10 @@ type store struct {
 	pending map[chunkKey]*pendingPut
 	gens    map[digest.Digest]uint64 // bumped by purge: older fetches must not be stored (one entry per purged blob, kept)
 	warned  bool
-	// noDirect: the file system refused O_DIRECT (directwrite.go).
+	// noDirect: the file system refused O_DIRECT, or the disk took
+	// direct writes too slowly (directwrite.go).
 	noDirect bool
+	dio      directTiming
 	// chained checks an unverified chunk written without a hash of its
 	// own against the chain of hashes it joined (chain.go); known is
 	// false once the chain is gone. nil: such chunks are never read.

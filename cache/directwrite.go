@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,9 +27,73 @@ import (
 // tail of a blob's last chunk goes through the page cache. A file
 // system that refuses O_DIRECT (EINVAL) turns it off for the store.
 
-// directAlign is the alignment O_DIRECT writes keep: 4 KiB, a multiple
-// of the logical block size of the disks in use.
-const directAlign = 4096
+// A direct write waits for the disk, where a page-cache write returns at
+// once: on a slow or remote cache disk (a spinning disk, NFS, a throttled
+// cloud volume) it would hold up the very readers it spares a copy. The
+// store times its direct writes together (the time at least one is in
+// progress, so that writes in parallel are not each taken for the disk),
+// in windows of directWindow bytes, and writes through the page cache for
+// good once directSlowWindows windows in a row went at under
+// directMinRate. (One slow window is no verdict: a fresh daemon's first
+// one ran at 220 MB/s on a disk that then took 500–900.)
+
+const (
+	// directAlign is the alignment O_DIRECT writes keep: 4 KiB, a
+	// multiple of the logical block size of the disks in use.
+	directAlign = 4096
+	// directMinRate is the slowest a disk may take direct writes, in
+	// bytes per second: below it a 1 MiB chunk waits over 5 ms.
+	directMinRate = 200e6
+	// directWindow is how many bytes of direct writes are timed together.
+	directWindow = 32 << 20
+	// directSlowWindows is how many slow windows in a row turn direct
+	// writes off.
+	directSlowWindows = 4
+)
+
+// directTiming adds up the store's direct writes (guarded by store.mu).
+type directTiming struct {
+	active int           // direct writes in progress
+	since  time.Time     // when the first of them began
+	busy   time.Duration // time with one or more in progress, this window
+	bytes  int64         // bytes they wrote, this window
+	slow   int           // windows in a row under directMinRate
+}
+
+// directStartLocked records that a direct write begins at now.
+func (s *store) directStartLocked(now time.Time) {
+	if s.dio.active == 0 {
+		s.dio.since = now
+	}
+	s.dio.active++
+}
+
+// directDoneLocked records that a direct write of n bytes (0 if it
+// failed) ended at now, and turns direct writes off if the window it
+// completes is the directSlowWindows-th in a row under directMinRate.
+func (s *store) directDoneLocked(now time.Time, n int64) {
+	t := &s.dio
+	t.active--
+	t.bytes += n
+	if t.active > 0 {
+		return
+	}
+	t.busy += now.Sub(t.since)
+	if t.bytes < directWindow {
+		return
+	}
+	rate := float64(t.bytes) / max(t.busy.Seconds(), 1e-9)
+	t.busy, t.bytes = 0, 0
+	if rate >= directMinRate {
+		t.slow = 0
+		return
+	}
+	if t.slow++; t.slow >= directSlowWindows && !s.noDirect {
+		s.noDirect = true
+		s.log.Info("the cache disk takes direct writes slowly: chunks are written through the page cache",
+			"mb_per_s", int(rate/1e6), "floor_mb_per_s", int(directMinRate/1e6))
+	}
+}
 
 // directLocked returns bf's O_DIRECT descriptor, opening it if needed
 // (the blob's file exists: f is open), or nil when the store writes
@@ -61,15 +126,22 @@ func (s *store) directFailedLocked(err error) {
 func (s *store) writeAt(f, df *os.File, data []byte, off int64) error {
 	head := int64(len(data)) &^ (directAlign - 1)
 	if df != nil && head > 0 && off%directAlign == 0 && uintptr(unsafe.Pointer(&data[0]))%directAlign == 0 {
+		s.mu.Lock()
+		s.directStartLocked(time.Now())
+		s.mu.Unlock()
 		_, err := df.WriteAt(data[:head], off)
+		s.mu.Lock()
+		if err == nil {
+			s.directDoneLocked(time.Now(), head)
+		} else {
+			s.directDoneLocked(time.Now(), 0)
+			s.directFailedLocked(err)
+		}
+		s.mu.Unlock()
 		switch {
 		case err == nil:
 			data, off = data[head:], off+head
-		case errors.Is(err, unix.EINVAL):
-			s.mu.Lock()
-			s.directFailedLocked(err)
-			s.mu.Unlock()
-		default:
+		case !errors.Is(err, unix.EINVAL):
 			return err
 		}
 	}
