@@ -54,7 +54,7 @@ const (
 // directTiming adds up the store's direct writes (guarded by store.mu).
 type directTiming struct {
 	active int           // direct writes in progress
-	since  time.Time     // when the first of them began
+	since  time.Time     // busy is counted up to here
 	busy   time.Duration // time with one or more in progress, this window
 	bytes  int64         // bytes they wrote, this window
 	slow   int           // windows in a row under directMinRate
@@ -75,10 +75,10 @@ func (s *store) directDoneLocked(now time.Time, n int64) {
 	t := &s.dio
 	t.active--
 	t.bytes += n
-	if t.active > 0 {
-		return
-	}
+	// Counted up to now; writes still in progress go on from here, so a
+	// disk that is never idle is timed too.
 	t.busy += now.Sub(t.since)
+	t.since = now
 	if t.bytes < directWindow {
 		return
 	}
@@ -99,7 +99,10 @@ func (s *store) directDoneLocked(now time.Time, n int64) {
 // (the blob's file exists: f is open), or nil when the store writes
 // through the page cache.
 func (s *store) directLocked(d digest.Digest, bf *blobFile) *os.File {
-	if bf.df != nil || s.noDirect {
+	if s.noDirect {
+		return nil
+	}
+	if bf.df != nil {
 		return bf.df
 	}
 	df, err := os.OpenFile(s.path(d), os.O_WRONLY|unix.O_DIRECT, 0)

@@ -165,6 +165,32 @@ func TestDirectOff(t *testing.T) {
 		}
 	}
 
+	// Turned off while a blob's descriptor is open: that blob's writes
+	// go through the page cache from then on too.
+	{
+		dir := t.TempDir()
+		s := newStore(dir, dir, 1<<30, 1<<20, discard)
+		d := digest.Of([]byte("open"))
+		if err := os.MkdirAll(s.blobDir(d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.path(d), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		bf := &blobFile{chunks: map[int64]*entry{}}
+		s.mu.Lock()
+		df := s.directLocked(d, bf)
+		s.directFailedLocked(unix.EINVAL)
+		again := s.directLocked(d, bf)
+		s.mu.Unlock()
+		if df == nil || again != nil {
+			t.Errorf("descriptor before and after turning off: %v, %v; want one, then none", df, again)
+		}
+		if df != nil {
+			df.Close()
+		}
+	}
+
 	// A descriptor open for reading only: the O_DIRECT write fails with
 	// EBADF, which writeAt returns rather than writing elsewhere.
 	dir := t.TempDir()
@@ -227,6 +253,16 @@ func TestDirectRate(t *testing.T) {
 		}
 		return ws
 	}
+	// stagger returns count writes of n bytes each taking took, one
+	// starting every every.
+	stagger := func(count int, n int64, took, every time.Duration) []write {
+		var ws []write
+		for i := range count {
+			at := time.Duration(i) * every
+			ws = append(ws, write{at, at + took, n})
+		}
+		return ws
+	}
 	cat := func(parts ...[]write) []write {
 		var ws []write
 		at := time.Duration(0)
@@ -247,6 +283,9 @@ func TestDirectRate(t *testing.T) {
 		{"three slow windows, a fast one, three slow", cat(seq(96, mib, 10*ms, 0), seq(32, mib, ms, 0), seq(96, mib, 10*ms, 0)), false},
 		{"a slow first window, then fast", cat(seq(32, mib, 10*ms, 0), seq(128, mib, ms, 0)), false},
 		{"fast with idle seconds between: idle time is not counted", seq(256, mib, ms, time.Second), false},
+		// Two writers, each 1 MiB in 20 ms, 10 ms apart: one always in progress.
+		{"never idle, 1 MiB every 10 ms: 105 MB/s", stagger(129, mib, 20*ms, 10*ms), true},
+		{"never idle, 1 MiB every 1 ms: 1 GB/s", stagger(257, mib, 2*ms, ms), false},
 		{"8 at once, 4 MiB in 40 ms each: 839 MB/s together", par(4, 8, 4*mib, 40*ms), false},
 		{"8 at once, 4 MiB in 400 ms each: 84 MB/s together", par(4, 8, 4*mib, 400*ms), true},
 		// Each window: 4 failures of 100 ms, then 32 MiB at 1 GB/s: 78 MB/s.
