@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,7 +87,7 @@ func TestWriteAt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := newStore(dir, dir, 1<<30, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s := newStore(dir, dir, 1<<30, 1<<20, newTestLogger(io.Discard))
 			p := filepath.Join(dir, "blob")
 			f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 			if err != nil {
@@ -129,7 +128,7 @@ func TestWriteAt(t *testing.T) {
 // off for the store, so no descriptor is opened for it again; another
 // error leaves it on. A write error other than EINVAL is returned.
 func TestDirectOff(t *testing.T) {
-	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	discard := newTestLogger(io.Discard)
 	for _, tc := range []struct {
 		err error
 		off bool
@@ -294,7 +293,7 @@ func TestDirectRate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := newStore(dir, dir, 1<<30, mib, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s := newStore(dir, dir, 1<<30, mib, newTestLogger(io.Discard))
 			t0 := time.Unix(1e9, 0)
 			// Replay the starts and ends in time order (ends first on a tie).
 			type event struct {
