@@ -28,23 +28,15 @@ type fileNode struct {
 	docs Docs // where a document's bytes come from
 
 	mu          sync.Mutex
-	cachedOpens int       // handles the kernel reads through the daemon
-	passOpens   int       // handles offered for passthrough; they share backing
-	backing     *os.File  // the blob's whole, verified file while passOpens > 0
-	cachedGone  time.Time // when the last ordinary handle was released
+	cachedOpens int      // handles the kernel reads through the daemon
+	passOpens   int      // handles offered for passthrough; they share backing
+	backing     *os.File // the blob's whole, verified file while passOpens > 0
+	hadCached   bool     // an ordinary handle was opened since the last run of passthrough handles began (release.go)
+	// passReady is closed once go-fuse is done with the ordinary
+	// handles released before the current run of passthrough handles
+	// began; nil if none needed waiting for.
+	passReady chan struct{}
 }
-
-// releaseGrace is how long after an ordinary handle's release the
-// first passthrough open of the same file waits before it answers.
-// go-fuse drops a backing id's count for every release once the inode
-// has an id, also for a handle opened before it had one; if that
-// release comes after the passthrough open registered the id, the id is
-// unregistered while the kernel still uses it, the next open registers
-// another, and the kernel fails that open with EIO (two backing files
-// for one inode). go-fuse does that bookkeeping right after our
-// Release returns, so a short wait orders the two. TestLoad (64 readers,
-// an 8 MiB cache) saw 2 such EIOs in 5523 opens before.
-const releaseGrace = 50 * time.Millisecond
 
 var (
 	_ = (gofs.NodeGetattrer)((*fileNode)(nil))
@@ -128,25 +120,38 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		}
 	}
 	f.mu.Lock()
-	var wait time.Duration
+	var ready chan struct{} // to wait for before go-fuse registers a backing id
+	first := false
 	switch {
 	case f.passOpens > 0:
 		f.passOpens++
 		h.pass = true
+		ready = f.passReady
 	case backing != nil && f.cachedOpens == 0:
 		f.backing, backing = backing, nil
 		f.passOpens = 1
 		h.pass = true
-		wait = releaseGrace - time.Since(f.cachedGone)
+		f.passReady, first, f.hadCached = nil, f.hadCached, false
+		if first {
+			f.passReady = make(chan struct{})
+			ready = f.passReady
+		}
 	default:
 		f.cachedOpens++
+		f.hadCached = true
 	}
 	f.mu.Unlock()
 	if backing != nil {
 		backing.Close()
 	}
-	if wait > 0 {
-		time.Sleep(wait)
+	// Before go-fuse registers a backing id for this run of passthrough
+	// handles, it must be done with the ordinary handles released so
+	// far; the run's later opens wait for its first one to see to that.
+	if first {
+		f.root.releasesDone()
+		close(ready)
+	} else if ready != nil {
+		<-ready
 	}
 	return h, fl, 0
 }
@@ -206,9 +211,7 @@ func (h *blobHandle) Release(ctx context.Context) syscall.Errno {
 	n := h.node
 	n.mu.Lock()
 	if !h.pass {
-		if n.cachedOpens--; n.cachedOpens == 0 {
-			n.cachedGone = time.Now()
-		}
+		n.cachedOpens--
 	} else if n.passOpens--; n.passOpens == 0 {
 		n.backing.Close()
 		n.backing = nil

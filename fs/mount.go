@@ -69,12 +69,19 @@ func Mount(dir string, root *Root, o MountOptions) (*fuse.Server, error) {
 		mo.Logger = log.New(os.Stderr, "fuse: ", 0)
 	}
 	long, neg := immutableTimeout, negativeTimeout
-	srv, err := gofs.Mount(dir, root, &gofs.Options{
+	raw := gofs.NewNodeFS(root, &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &long,
 		AttrTimeout:     &long,
 		NegativeTimeout: &neg,
 	})
+	// What gofs.Mount does, with RELEASEs ordered before passthrough
+	// opens (release.go).
+	srv, err := fuse.NewServer(releaseOrder{raw, &root.releasing}, dir, &mo)
+	if err == nil {
+		go srv.Serve()
+		err = srv.WaitMount()
+	}
 	if err != nil {
 		// go-fuse ends fusermount's exit status with a newline.
 		return nil, fmt.Errorf("mount %s: %s (%s)", dir, strings.TrimSpace(err.Error()), mountHint(o.AllowOther))

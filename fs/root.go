@@ -67,6 +67,8 @@ type Root struct {
 	// daemon for as long as the file stays open.
 	decided    chan struct{}
 	decideOnce sync.Once
+	// releasing orders RELEASEs before first passthrough opens (release.go).
+	releasing sync.RWMutex
 
 	layers *layerindex.Indexer // the files inside layers (layers.go)
 	diffs  *diffIDSet          // diff_ids of the image configs read (diffid.go)
