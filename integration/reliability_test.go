@@ -1111,9 +1111,25 @@ func TestLoad(t *testing.T) {
 		t.Errorf("only %.1f MiB of blob bodies were fetched for %.1f MiB of blobs: the load did not keep blobs cold", float64(refetched)/(1<<20), float64(total)/(1<<20))
 	}
 	row.reader = fmt.Sprintf("%d whole-file reads of 16 blobs (64 KiB-3 MiB, by digest and by tag), half after dropping the page cache: %d errors, %d wrong; no read hung", len(lat), len(errs), countLines(strings.Join(errs, "\n"), "WRONG"))
+	if len(errs) > 0 {
+		// The row is the last line a failed run prints: it carries what
+		// went wrong, and what the daemon said about it.
+		row.reader += fmt.Sprintf("; first: %s; daemon: %s", errs[0], strings.Join(warnLines(m.stderr(), 3), " / "))
+	}
 	row.daemon = fmt.Sprintf("fetched, verified, evicted and refetched under an 8 MiB cache budget: %.1f MiB of blobs, %.0f MiB fetched from the registry (2 ms added latency per request)", float64(total)/(1<<20), float64(refetched)/(1<<20))
 	row.figures = fmt.Sprintf("%.0f MiB read in %v; latency p50 %s, p99 %s, max %s; VmHWM %d MiB (RSS at end %d MiB); threads %d before, max %d, %d at end, %d idle; goroutines %d before, max %d, %d idle after",
 		float64(bytesRead)/(1<<20), duration, ms(pct(0.5)), ms(pct(0.99)), ms(lat[len(lat)-1]), hwm>>10, rssEnd>>10, threads0, maxThr, thrEnd, thrIdle, goroutines0, maxG, goroutinesIdle)
+}
+
+// warnLines returns up to n of the daemon's WARN and ERROR log lines.
+func warnLines(log string, n int) []string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if len(out) < n && (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // goroutineCount asks the daemon's --pprof-addr how many goroutines it
