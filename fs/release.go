@@ -19,9 +19,11 @@ import (
 // releaseOrder closes that gap: every RELEASE runs, with go-fuse's
 // bookkeeping, under a read lock of Root.releasing, and an open that is
 // about to give a file its first passthrough handle takes the write lock
-// once (fileNode.Open). The ordinary handles it saw released had their
-// Release run inside such a read lock, so when the write lock is granted
-// go-fuse has finished with them, before this open's id is registered.
+// once (fileNode.Open); opens that join that run of passthrough handles
+// meanwhile wait for it (fileNode.passReady). The ordinary handles it saw
+// released had their Release run inside such a read lock, so when the
+// write lock is granted go-fuse has finished with them, before any id of
+// the run is registered.
 
 // releaseOrder is go-fuse's raw file system with RELEASE run under mu's
 // read lock.
