@@ -48,13 +48,16 @@ func TestReleasesDone(t *testing.T) {
 				r.releasesDone()
 				close(done)
 			}()
-			select {
-			case <-done:
-				if tt.wantBlock {
+			if tt.wantBlock {
+				select {
+				case <-done:
 					t.Fatal("the barrier passed while a RELEASE was still in go-fuse")
+				case <-time.After(100 * time.Millisecond):
 				}
-			case <-time.After(100 * time.Millisecond):
-				if !tt.wantBlock {
+			} else {
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
 					t.Fatal("the barrier waited with no RELEASE running")
 				}
 			}
