@@ -131,8 +131,8 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		f.backing, backing = backing, nil
 		f.passOpens = 1
 		h.pass = true
-		f.passReady, first, f.hadCached = nil, f.hadCached, false
-		if first {
+		first, f.hadCached, f.passReady = f.hadCached, false, nil
+		if first { // this run waits for go-fuse to finish those ordinary handles
 			f.passReady = make(chan struct{})
 			ready = f.passReady
 		}
