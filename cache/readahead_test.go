@@ -17,6 +17,14 @@ func TestReadaheadAdvance(t *testing.T) {
 		{"sequential grows to the limit", [][2]int64{{0, 10}, {10, 20}, {20, 30}, {30, 40}, {40, 50}}, []int64{1, 2, 4, 4, 4}},
 		{"a seek resets", [][2]int64{{0, 10}, {10, 20}, {500, 510}, {510, 520}}, []int64{1, 2, 0, 1}},
 		{"random never reads ahead", [][2]int64{{300, 310}, {100, 110}, {700, 710}}, []int64{0, 0, 0}},
+		// The kernel's READs of one sequential reader, taken out of order.
+		{"swapped reads stay sequential", [][2]int64{{0, 10}, {20, 30}, {10, 20}, {30, 40}, {50, 60}, {40, 50}}, []int64{1, 2, 4, 4, 4, 4}},
+		// Within two reads' length of the furthest end: 30+2×10.
+		{"a jump of two reads is near", [][2]int64{{0, 10}, {10, 20}, {20, 30}, {50, 60}}, []int64{1, 2, 4, 4}},
+		{"a jump past two reads is a seek", [][2]int64{{0, 10}, {10, 20}, {20, 30}, {51, 61}}, []int64{1, 2, 4, 0}},
+		{"a step back past two reads is a seek", [][2]int64{{0, 10}, {10, 20}, {20, 30}, {30, 40}, {9, 19}}, []int64{1, 2, 4, 4, 0}},
+		// Near is two of the read's own lengths: 22+2×2 for a read of 2.
+		{"short reads: near is their own length", [][2]int64{{0, 10}, {10, 20}, {20, 22}, {26, 28}, {33, 35}}, []int64{1, 2, 4, 4, 0}},
 	}
 	for _, tt := range tests {
 		var ra readahead
