@@ -154,8 +154,10 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 				c.mem.Add(ck, memChunk{data: data, gen: gen, rb: rb, ent: e, ahead: ahead})
 			}
 		}
+		// Written before the chain is taken: a write can wait for a busy
+		// disk, and the chain's next chunks would wait with it.
+		e := c.store.put(d, i, data, nil, gen, false, true)[0]
 		if ch := c.chainFor(k, i, gen); ch != nil {
-			e := c.store.put(d, i, data, nil, gen, false, true)[0]
 			ch.add(i, chunkCount(k.size, c.o.ChunkSize), data, e)
 			c.extend(k, ch, c.window)
 			ch.mu.Unlock()
@@ -166,7 +168,7 @@ func (c *Cache) keepChunk(k blobKey, i int64, data []byte, gen uint64, tab *tabl
 			// Ahead of the chain: no hash of its own yet. The chain, or a
 			// background verification, hashes it from memory when it gets
 			// there; if it leaves memory first, it gets one then (leave).
-			keep(c.store.put(d, i, data, nil, gen, false, true)[0], true)
+			keep(e, true)
 			// The chain may have stopped short of this chunk while it
 			// was on its way to memory: then it goes on from here.
 			c.resume(k, i, gen)
