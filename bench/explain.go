@@ -174,13 +174,18 @@ func (b *bench) coldFloor(r row) string {
 	return s
 }
 
-// measured returns the successful measurement of contender in case
-// caseName, if there is one.
+// measured returns the median of the successful measurements of
+// contender in case caseName, if there is one.
 func (b *bench) measured(caseName, contender string) *measurement {
-	for i := range b.ms {
-		if m := &b.ms[i]; m.Case == caseName && m.Contender == contender && m.ok() {
-			return m
+	var ms []measurement
+	for _, m := range b.ms {
+		if m.Case == caseName && m.Contender == contender && m.ok() {
+			ms = append(ms, m)
 		}
 	}
-	return nil
+	if len(ms) == 0 {
+		return nil
+	}
+	m := median(ms)
+	return &m
 }
