@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -97,21 +96,42 @@ func TestCacheBudget(t *testing.T) {
 // correctly; no chunk is left without its table.
 func TestKill9Remount(t *testing.T) {
 	needFUSE(t)
-	// Once armed, the registry answers each blob's first GET (a
+	// Once shut, the registry answers each blob's first GET (a
 	// verification's lone first span) and holds the rest until the gate
 	// opens, so the readers are still waiting when the daemon is killed,
 	// however fast the machine: a fixed pause of 300 ms let all six
 	// finish first on a fast one.
-	g := newBlobGate()
-	host := startGGCR(t, g.wrap)
+	blobs := &gate{}
+	var mu sync.Mutex
+	armed, seen, held := false, map[string]bool{}, 0 // seen: blobs whose first GET went through
+	host := startGGCR(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				mu.Lock()
+				hold := armed && seen[r.URL.Path]
+				seen[r.URL.Path] = armed
+				if hold {
+					held++
+				}
+				mu.Unlock()
+				if hold && !blobs.wait(r.Context()) {
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(blobs.open) // before the registry closes
 	repo := host + "/test/kill9"
 	const n, size = 6, 16 << 20
 	digests := make([]string, n)
 	for i := range digests {
 		digests[i] = pushFile(t, repo, fmt.Sprintf("k%d", i), "blob.bin", randomBytes(t, size))
 	}
-	g.arm()
-	defer g.open()
+	mu.Lock()
+	armed = true
+	blobs.hold()
+	mu.Unlock()
 	m := mount(t, repo)
 	dir, cacheDir := m.dir, m.cacheDir
 
@@ -131,12 +151,12 @@ func TestKill9Remount(t *testing.T) {
 	// Every blob takes more than one GET, so from the first one held no
 	// reader can finish (the cache-wide bound on spans in flight can keep
 	// some blobs from their first GET until others are done).
-	if !waitFor(cmdTimeout, func() bool { return g.holding() > 0 }) {
+	if !waitFor(cmdTimeout, func() bool { mu.Lock(); defer mu.Unlock(); return held > 0 }) {
 		t.Fatal("the registry held no blob GET")
 	}
 	finishedBefore := len(done)
 	m.kill9()
-	g.open()
+	blobs.open()
 	t.Logf("%d of %d readers had finished when the daemon was killed", finishedBefore, n)
 	if finishedBefore != 0 {
 		t.Errorf("%d readers were done before the kill: the test did not interrupt them", finishedBefore)
@@ -194,50 +214,4 @@ func TestKill9Remount(t *testing.T) {
 		}
 		t.Logf("cache tmp/ holds %d entries after the remount: %s", len(tmp), strings.Join(names, " "))
 	}
-}
-
-// blobGate holds a registry's blob GETs: once armed, each blob's first
-// GET goes through and later ones wait until the gate opens.
-type blobGate struct {
-	armed atomic.Bool
-	gate  chan struct{}
-	once  sync.Once
-	mu    sync.Mutex
-	seen  map[string]bool // blob paths whose first GET went through
-	held  map[string]bool // blob paths with a GET held
-}
-
-func newBlobGate() *blobGate {
-	return &blobGate{gate: make(chan struct{}), seen: map[string]bool{}, held: map[string]bool{}}
-}
-
-func (g *blobGate) arm()  { g.armed.Store(true) }
-func (g *blobGate) open() { g.once.Do(func() { close(g.gate) }) }
-
-// holding is how many blobs have a GET held.
-func (g *blobGate) holding() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.held)
-}
-
-func (g *blobGate) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.armed.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			g.mu.Lock()
-			hold := g.seen[r.URL.Path]
-			g.seen[r.URL.Path] = true
-			if hold {
-				g.held[r.URL.Path] = true
-			}
-			g.mu.Unlock()
-			if hold {
-				select {
-				case <-g.gate:
-				case <-r.Context().Done():
-				}
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
 }
