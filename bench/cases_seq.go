@@ -239,8 +239,11 @@ const coldRounds = 3
 func roundsNote(rounds int, hs, curls, cranes, dvs []measurement, i int) string {
 	peer := [][]measurement{curls, nil, cranes, dvs}[i]
 	if len(peer) == 0 {
-		return fmt.Sprintf("hashfs: median of %d rounds (%s MB/s); %s", rounds, runsMBps(hs),
-			map[bool]string{true: "httpdirfs: one run", false: "the peer: not measured"}[i == 1])
+		other := "the peer: not measured"
+		if i == 1 {
+			other = "httpdirfs: one run"
+		}
+		return fmt.Sprintf("hashfs: median of %d rounds (%s MB/s); %s", rounds, runsMBps(hs), other)
 	}
 	return fmt.Sprintf("medians of %d rounds, alternating: hashfs %s MB/s; %s %s MB/s", rounds, runsMBps(hs),
 		peer[0].Contender, runsMBps(peer))
