@@ -213,8 +213,13 @@ func (b *bench) caseCold(ctx context.Context) {
 			ratioRow(name+", strict, vs download then verify (curl -o, openssl sha256)", h, dv, 0, "— (for information)"),
 		}
 		if rounds > 1 {
-			for i := range rows {
-				rows[i].Notes = joinNotes(rows[i].Notes, roundsNote(rounds, hs, curls, cranes, dvs, i))
+			// In the order of rows; httpdirfs reads once.
+			for i, peer := range [][]measurement{curls, nil, cranes, dvs} {
+				alone := "the peer: not measured"
+				if i == 1 {
+					alone = "httpdirfs: one run"
+				}
+				rows[i].Notes = joinNotes(rows[i].Notes, roundsNote(hs, peer, alone))
 			}
 		}
 		b.rows = append(b.rows, rows...)
@@ -234,18 +239,14 @@ func (b *bench) caseCold(ctx context.Context) {
 // loopback.
 const coldRounds = 3
 
-// roundsNote says, for the i-th strict row of a case run in rounds,
-// which figures are medians and what each run measured.
-func roundsNote(rounds int, hs, curls, cranes, dvs []measurement, i int) string {
-	peer := [][]measurement{curls, nil, cranes, dvs}[i]
+// roundsNote says which figures of a row compare rounds of hs with
+// those of peer and what each run measured; alone says what the peer
+// did when it has no rounds.
+func roundsNote(hs, peer []measurement, alone string) string {
 	if len(peer) == 0 {
-		other := "the peer: not measured"
-		if i == 1 {
-			other = "httpdirfs: one run"
-		}
-		return fmt.Sprintf("hashfs: median of %d rounds (%s MB/s); %s", rounds, runsMBps(hs), other)
+		return fmt.Sprintf("hashfs: median of %d rounds (%s MB/s); %s", len(hs), runsMBps(hs), alone)
 	}
-	return fmt.Sprintf("medians of %d rounds, alternating: hashfs %s MB/s; %s %s MB/s", rounds, runsMBps(hs),
+	return fmt.Sprintf("medians of %d rounds, alternating: hashfs %s MB/s; %s %s MB/s", len(hs), runsMBps(hs),
 		peer[0].Contender, runsMBps(peer))
 }
 
